@@ -1,0 +1,74 @@
+"""Tracker settings: the `tracker` section of config.yaml maps 1:1 onto these fields."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """Keyword arguments of `make_tracker` (besides `frame_rate`). Times are in seconds, counts in frames."""
+
+    high_score: float = 0.6
+    """Detections scoring at least this are associated first and may start new tracks (ByteTrack stage 1)."""
+    low_score: float = 0.1
+    """Detections in [low_score, high_score) only continue already confirmed tracks (ByteTrack stage 2)."""
+    new_track_score: float = 0.7
+    """An unmatched detection needs at least this score to start a new (tentative) track."""
+    match_iou: float = 0.2
+    """Minimum IoU between a predicted track box and a confident detection to associate them."""
+    low_match_iou: float = 0.5
+    """Minimum IoU for the low-score second stage (stricter: low scores are often false positives)."""
+    min_hits: int = 2
+    """Frames with a matched detection needed before a tentative track is confirmed (and reported)."""
+    max_age_s: float = 1.0
+    """Seconds a confirmed track may go unmatched (coasting, then lost) before it is removed."""
+    max_age_frames: int = 0
+    """If > 0, the age limit in frames instead of `max_age_s` (then it depends on the frame rate)."""
+    coast_s: float = 0.0
+    """Seconds an unmatched confirmed track is still reported at its predicted box before it turns lost."""
+    class_aware: bool = True
+    """If true, a detection only continues a track of the same class."""
+
+    def __post_init__(self) -> None:
+        def check(name: str, ok: bool, rule: str) -> None:
+            if not ok:
+                raise ValueError(f"tracker.{name}: must be {rule} (got {getattr(self, name)!r})")
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("bool", bool):
+                if not isinstance(value, bool):
+                    raise TypeError(f"tracker.{f.name}: must be a bool (got {value!r})")
+            elif f.type in ("int", int):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"tracker.{f.name}: must be an integer (got {value!r})")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TypeError(f"tracker.{f.name}: must be a finite number (got {value!r})")
+        for name in ("high_score", "low_score", "new_track_score"):
+            check(name, 0.0 <= getattr(self, name) <= 1.0, "in [0, 1]")
+        check("low_score", self.low_score <= self.high_score, f"<= high_score ({self.high_score})")
+        for name in ("match_iou", "low_match_iou"):
+            check(name, 0.0 < getattr(self, name) <= 1.0, "in (0, 1]")
+        check("min_hits", self.min_hits >= 1, ">= 1")
+        check("max_age_s", self.max_age_s > 0, "> 0")
+        check("max_age_frames", self.max_age_frames >= 0, ">= 0")
+        check("coast_s", self.coast_s >= 0, ">= 0")
+
+
+def validate_frame_rate(frame_rate: float) -> float:
+    if isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float)):
+        raise TypeError(f"tracker.frame_rate: must be a number (got {frame_rate!r})")
+    if not (math.isfinite(frame_rate) and frame_rate > 0):
+        raise ValueError(f"tracker.frame_rate: must be > 0 (got {frame_rate!r})")
+    return float(frame_rate)
+
+
+def make_settings(**settings: object) -> TrackerSettings:
+    """Build settings from keyword arguments, naming any unknown key."""
+    known = {f.name for f in fields(TrackerSettings)}
+    for key in settings:
+        if key not in known:
+            raise TypeError(f"unknown tracker setting {key!r} (known: {', '.join(sorted(known))})")
+    return TrackerSettings(**settings)  # type: ignore[arg-type]
