@@ -1,0 +1,136 @@
+"""SSD pre- and post-processing around a TFLite interpreter.
+
+Preprocessing writes the resized RGB frame straight into the input tensor (no intermediate full-frame
+copy). Post-processing reads the four outputs of the built-in ``TFLite_Detection_PostProcess`` op, which
+come in two orders: TF1 exports give boxes, classes, scores, count (float32); TF2 exports give scores,
+boxes, count, classes and may be uint8-quantized.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from edgecam.vision import cv2
+
+log = logging.getLogger(__name__)
+
+Layout = Literal["tf1", "tf2"]
+Resize = Literal["stretch", "letterbox"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the frame landed in the input tensor, as fractions of the tensor: used to map boxes back."""
+
+    width: float = 1.0
+    height: float = 1.0
+
+
+class InputWriter:
+    """Resizes a BGR uint8 frame into the model's input tensor as RGB, in the tensor's own dtype."""
+
+    def __init__(self, interpreter: Any, resize: Resize) -> None:
+        detail = interpreter.get_input_details()[0]
+        _, self.height, self.width, channels = (int(v) for v in detail["shape"])
+        if channels != 3:
+            raise ValueError(f"expected an RGB input tensor, got shape {tuple(detail['shape'])}")
+        self.dtype = np.dtype(detail["dtype"])
+        if self.dtype not in (np.uint8, np.int8, np.float32):
+            raise ValueError(f"unsupported input tensor type {self.dtype}")
+        self._tensor = interpreter.tensor(detail["index"])
+        self._resize = resize
+        # Float or int8 inputs need a uint8 staging image; uint8 (all models here) is written in place.
+        self._staging = None if self.dtype == np.uint8 else np.empty((self.height, self.width, 3), np.uint8)
+
+    def write(self, frame_bgr: np.ndarray) -> Placement:
+        tensor = self._tensor()[0]  # a view into the interpreter's buffer; released before invoke
+        target = tensor if self._staging is None else self._staging
+        placement = self._resize_into(frame_bgr, target)
+        cv2.cvtColor(target, cv2.COLOR_BGR2RGB, dst=target)
+        if self.dtype == np.float32:
+            np.multiply(target, 1 / 127.5, out=tensor, casting="unsafe")
+            tensor -= 1.0
+        elif self.dtype == np.int8:
+            np.bitwise_xor(target, 0x80, out=tensor.view(np.uint8))  # x - 128 for int8, bit for bit
+        del tensor
+        return placement
+
+    def _resize_into(self, frame: np.ndarray, target: np.ndarray) -> Placement:
+        if self._resize == "stretch":
+            cv2.resize(frame, (self.width, self.height), dst=target, interpolation=cv2.INTER_LINEAR)
+            return Placement()
+        # Letterbox: keep the aspect ratio, top-left corner, zero padding (pycoral's set_resized_input).
+        src_h, src_w = frame.shape[:2]
+        scale = min(self.width / src_w, self.height / src_h)
+        new_w, new_h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
+        target[...] = 0
+        cv2.resize(frame, (new_w, new_h), dst=target[:new_h, :new_w], interpolation=cv2.INTER_LINEAR)
+        return Placement(new_w / self.width, new_h / self.height)
+
+
+@dataclass(frozen=True)
+class RawDetections:
+    """Post-processed outputs: boxes (N,4) normalized ymin, xmin, ymax, xmax; classes (N,) int; scores (N,)."""
+
+    boxes: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+
+
+class OutputReader:
+    """Finds the boxes, classes, scores and count outputs and dequantizes them.
+
+    Boxes and count are told apart by shape; scores and classes (both (1, N)) by the layout. For a model
+    the manifest does not list, the layout is guessed on the first frame from the values, and logged.
+    """
+
+    def __init__(self, interpreter: Any, layout: Layout | None) -> None:
+        details = interpreter.get_output_details()
+        if len(details) != 4:
+            raise ValueError(f"expected the 4 outputs of TFLite_Detection_PostProcess, got {len(details)}")
+        shapes = [tuple(interpreter.get_tensor(d["index"]).shape) for d in details]
+        boxes = [i for i, s in enumerate(shapes) if len(s) == 3 and s[-1] == 4]
+        counts = [i for i, s in enumerate(shapes) if int(np.prod(s)) == 1]
+        if len(boxes) != 1 or len(counts) != 1:
+            raise ValueError(f"outputs do not look like SSD post-processing: shapes {shapes}")
+        pair = [i for i in range(4) if i not in (boxes[0], counts[0])]
+        self._details = details
+        self._boxes, self._count, self._pair = boxes[0], counts[0], pair
+        self.layout = layout
+
+    def _tensor(self, interpreter: Any, position: int) -> np.ndarray:
+        detail = self._details[position]
+        values = interpreter.get_tensor(detail["index"])
+        scale, zero_point = detail["quantization"]
+        if values.dtype != np.float32 and scale:
+            return (values.astype(np.float32) - zero_point) * scale
+        return values.astype(np.float32, copy=False)
+
+    def read(self, interpreter: Any) -> RawDetections:
+        first, second = (self._tensor(interpreter, i)[0] for i in self._pair)
+        if self.layout is None:
+            self.layout = _guess_layout(first, second)
+            log.warning("model not in the manifest: guessed output layout %s from its values", self.layout)
+        # In output order, TF1 puts classes before scores and TF2 puts scores before classes.
+        classes, scores = (first, second) if self.layout == "tf1" else (second, first)
+        count = round(float(self._tensor(interpreter, self._count).reshape(-1)[0]))
+        count = max(0, min(count, scores.shape[0]))
+        boxes = self._tensor(interpreter, self._boxes)[0][:count]
+        return RawDetections(boxes, np.rint(classes[:count]).astype(np.int32), scores[:count])
+
+
+def _guess_layout(first: np.ndarray, second: np.ndarray) -> Layout:
+    """Classes are whole numbers and usually exceed 1; scores lie in [0, 1]."""
+
+    def looks_like_classes(values: np.ndarray) -> bool:
+        return bool(np.allclose(values, np.rint(values), atol=1e-3) and values.max(initial=0) > 1)
+
+    if looks_like_classes(first) and not looks_like_classes(second):
+        return "tf1"
+    if looks_like_classes(second) and not looks_like_classes(first):
+        return "tf2"
+    return "tf1"

@@ -1,0 +1,230 @@
+"""The model directory: checksums, status, verified paths, and fetching (download or local import)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import BinaryIO
+
+from edgecam.detect.manifest import FileEntry, Manifest
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR_ENV = "EDGECAM_MODEL_DIR"
+_CHUNK = 1 << 20
+
+
+class Status(str, Enum):
+    VERIFIED = "verified"
+    MISSING = "missing"
+    MISMATCH = "checksum mismatch"
+
+
+class ChecksumMismatchError(RuntimeError):
+    """A file on disk is not the file the manifest pins; it is never loaded."""
+
+    def __init__(self, path: Path, algorithm: str, expected: str, actual: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path}: checksum mismatch, refusing to use it ({algorithm} expected {expected}, got {actual}); "
+            f"run `edgecam models fetch` to replace it"
+        )
+
+
+class ModelMissingError(FileNotFoundError):
+    """A manifest file is not in the model directory."""
+
+
+@dataclass(frozen=True)
+class Check:
+    file_id: str
+    path: Path
+    status: Status
+    detail: str = ""
+
+
+def resolve_model_dir(flag: str | Path | None, configured: str | Path | None = None) -> Path:
+    """``--model-dir``, else ``$EDGECAM_MODEL_DIR``, else the configured directory."""
+    for candidate in (flag, os.environ.get(MODEL_DIR_ENV), configured):
+        if candidate:
+            return Path(candidate).expanduser()
+    raise ValueError(f"no model directory: pass --model-dir, set ${MODEL_DIR_ENV} or detector.model_dir")
+
+
+def digest(path: Path, entry: FileEntry) -> tuple[str, str, str]:
+    """(algorithm, expected, actual) for the entry's strongest pinned checksum."""
+    if entry.sha256:
+        hasher = hashlib.sha256()
+        algorithm, expected = "sha256", entry.sha256
+    else:
+        hasher = hashlib.sha1()
+        hasher.update(f"blob {path.stat().st_size}\0".encode())
+        algorithm, expected = "git_blob", str(entry.git_blob)
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            hasher.update(chunk)
+    return algorithm, expected.lower(), hasher.hexdigest()
+
+
+def check(model_dir: Path, manifest: Manifest, file_id: str) -> Check:
+    entry = manifest.entry(file_id)
+    path = model_dir / entry.file
+    if not path.is_file():
+        return Check(file_id, path, Status.MISSING)
+    algorithm, expected, actual = digest(path, entry)
+    if actual != expected:
+        return Check(file_id, path, Status.MISMATCH, f"{algorithm} expected {expected}, got {actual}")
+    return Check(file_id, path, Status.VERIFIED)
+
+
+def verified_path(model_dir: Path, manifest: Manifest, file_id: str) -> Path:
+    """The path of a manifest file that is present and matches its checksum, or a clear error."""
+    entry = manifest.entry(file_id)
+    path = model_dir / entry.file
+    if not path.is_file():
+        raise ModelMissingError(
+            f"{path}: '{file_id}' is not installed; run `edgecam models fetch {file_id} --model-dir {model_dir}`"
+        )
+    algorithm, expected, actual = digest(path, entry)
+    if actual != expected:
+        raise ChecksumMismatchError(path, algorithm, expected, actual)
+    return path
+
+
+# ---- fetching ---------------------------------------------------------------------------------------------
+
+
+class FetchError(RuntimeError):
+    pass
+
+
+def fetch(
+    model_dir: Path,
+    manifest: Manifest,
+    file_ids: Iterable[str],
+    local_dir: Path | None = None,
+    progress: BinaryIO | None = None,
+) -> list[Check]:
+    """Bring each file into ``model_dir`` (download, or copy from ``local_dir``), verified before it is
+    given its final name. Files already verified are left alone. Raises FetchError listing every failure
+    after trying them all."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    done, failures = [], []
+    for file_id in file_ids:
+        entry = manifest.entry(file_id)
+        current = check(model_dir, manifest, file_id)
+        if current.status is Status.VERIFIED:
+            done.append(current)
+            continue
+        try:
+            _fetch_one(model_dir, entry, file_id, local_dir, progress)
+        except (OSError, FetchError, zipfile.BadZipFile, KeyError) as exc:
+            failures.append(f"{file_id}: {exc}")
+            continue
+        done.append(check(model_dir, manifest, file_id))
+    if failures:
+        raise FetchError("; ".join(failures))
+    return done
+
+
+def _fetch_one(
+    model_dir: Path, entry: FileEntry, file_id: str, local_dir: Path | None, progress: BinaryIO | None
+) -> None:
+    final = model_dir / entry.file
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.file}.", suffix=".part", dir=model_dir)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if local_dir is not None:
+                _copy_local(local_dir, entry, out)
+            else:
+                _download(entry, out, progress)
+        algorithm, expected, actual = digest(tmp, entry)
+        if actual != expected:
+            raise FetchError(
+                f"checksum mismatch ({algorithm} expected {expected}, got {actual}); not installed"
+            )
+        tmp.chmod(0o644)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _copy_local(local_dir: Path, entry: FileEntry, out: BinaryIO) -> None:
+    direct = local_dir / entry.file
+    if direct.is_file():
+        with direct.open("rb") as src:
+            shutil.copyfileobj(src, out, _CHUNK)
+        return
+    archive = local_dir / Path(entry.url).name
+    if entry.member and archive.is_file():
+        _extract_member(archive, entry.member, out)
+        return
+    raise FetchError(
+        f"not found in {local_dir} (looked for {entry.file}"
+        + (f" and {archive.name})" if entry.member else ")")
+    )
+
+
+def _download(entry: FileEntry, out: BinaryIO, progress: BinaryIO | None) -> None:
+    if entry.member:
+        with tempfile.TemporaryFile() as archive:
+            _stream_url(entry.url, archive, progress)
+            archive.seek(0)
+            _extract_member(archive, entry.member, out)
+    else:
+        _stream_url(entry.url, out, progress)
+
+
+def _extract_member(archive: Path | BinaryIO, member: str, out: BinaryIO) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        names = {Path(n).name: n for n in zf.namelist()}
+        if member not in names:
+            raise FetchError(f"archive has no member '{member}'")
+        with zf.open(names[member]) as src:
+            shutil.copyfileobj(src, out, _CHUNK)
+
+
+def _stream_url(url: str, out: BinaryIO, progress: BinaryIO | None, timeout_s: float = 30.0) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "edgecam"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        total = int(response.headers.get("Content-Length") or 0)
+        received = 0
+        while chunk := response.read(_CHUNK // 4):
+            out.write(chunk)
+            received += len(chunk)
+            _show_progress(progress, url, received, total)
+        if total and received != total:
+            raise FetchError(f"download cut short: {received} of {total} bytes from {url}")
+    if progress is not None:
+        progress.write(b"\n")
+
+
+def _show_progress(stream: BinaryIO | None, url: str, received: int, total: int) -> None:
+    if stream is None:
+        return
+    name = url.rsplit("/", 1)[-1][:40]
+    if total:
+        filled = int(30 * received / total)
+        line = (
+            f"\r  {name:40} [{'#' * filled}{'.' * (30 - filled)}] {received / 1e6:6.1f}/{total / 1e6:.1f} MB"
+        )
+    else:
+        line = f"\r  {name:40} {received / 1e6:6.1f} MB"
+    stream.write(line.encode())
+    stream.flush()
+
+
+def stderr_progress() -> BinaryIO | None:
+    """A progress stream only when stderr is a terminal (no bars in logs and CI output)."""
+    return sys.stderr.buffer if sys.stderr.isatty() else None
