@@ -2,7 +2,12 @@
 
 State per track: (cx, cy, w, h, vcx, vcy, vw, vh), velocities in pixels per nominal frame. Noise scales
 with the box size (as in ByteTrack / BoT-SORT), so the same settings work for near and far objects.
-All functions work on stacks of tracks at once: means (N, 8) and covariances (N, 8, 8).
+
+With a constant-velocity model, H = [I 0] and diagonal noise, the four coordinates never become
+correlated, so the 8x8 covariance is block diagonal with one 2x2 (position, velocity) block per
+coordinate. We store just those blocks as `cov` (N, 3, 4): rows var(pos), cov(pos, vel), var(vel), one
+column per coordinate. That makes predict and update a handful of element-wise array operations over all
+tracks at once, with no matrix inverse (the exact same filter as the full 8x8 form).
 """
 
 from __future__ import annotations
@@ -13,32 +18,26 @@ STD_POS = 1.0 / 20.0
 STD_VEL = 1.0 / 160.0
 STD_MEAS = 1.0 / 20.0
 
-_EYE4 = np.eye(4)
-
 
 def xyxy_to_cxcywh(boxes: np.ndarray) -> np.ndarray:
-    out = np.empty_like(boxes, dtype=float)
-    out[..., 0] = (boxes[..., 0] + boxes[..., 2]) * 0.5
-    out[..., 1] = (boxes[..., 1] + boxes[..., 3]) * 0.5
-    out[..., 2] = boxes[..., 2] - boxes[..., 0]
-    out[..., 3] = boxes[..., 3] - boxes[..., 1]
+    out = np.empty(boxes.shape, dtype=float)
+    out[..., :2] = (boxes[..., :2] + boxes[..., 2:4]) * 0.5
+    out[..., 2:4] = boxes[..., 2:4] - boxes[..., :2]
     return out
 
 
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    out = np.empty_like(boxes, dtype=float)
-    half_w = boxes[..., 2] * 0.5
-    half_h = boxes[..., 3] * 0.5
-    out[..., 0] = boxes[..., 0] - half_w
-    out[..., 1] = boxes[..., 1] - half_h
-    out[..., 2] = boxes[..., 0] + half_w
-    out[..., 3] = boxes[..., 1] + half_h
+    out = np.empty(boxes.shape, dtype=float)
+    half = boxes[..., 2:4] * 0.5
+    out[..., :2] = boxes[..., :2] - half
+    out[..., 2:4] = boxes[..., :2] + half
     return out
 
 
-def _size_std(wh: np.ndarray, weight: float) -> np.ndarray:
-    """(N, 4) standard deviations weight * (w, h, w, h)."""
-    return weight * np.concatenate([wh, wh], axis=1)
+def _wh4(wh: np.ndarray) -> np.ndarray:
+    """(N, 4) box scale per coordinate: (w, h, w, h), at least 1 pixel."""
+    wh = np.maximum(wh, 1.0)
+    return np.concatenate([wh, wh], axis=1)
 
 
 def initiate(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,48 +45,36 @@ def initiate(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m = z.shape[0]
     mean = np.zeros((m, 8))
     mean[:, :4] = z
-    wh = np.maximum(z[:, 2:4], 1.0)
-    std = np.concatenate([_size_std(wh, 2 * STD_POS), _size_std(wh, 10 * STD_VEL)], axis=1)
-    cov = np.zeros((m, 8, 8))
-    idx = np.arange(8)
-    cov[:, idx, idx] = std**2
+    scale2 = _wh4(z[:, 2:4]) ** 2
+    cov = np.zeros((m, 3, 4))
+    cov[:, 0] = (2 * STD_POS) ** 2 * scale2
+    cov[:, 2] = (10 * STD_VEL) ** 2 * scale2
     return mean, cov
 
 
 def predict(mean: np.ndarray, cov: np.ndarray, dt: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Advance all tracks by dt nominal frames (process noise grows with dt)."""
-    if mean.shape[0] == 0:
-        return mean, cov
+    """Advance all tracks by dt nominal frames (process noise grows with dt). Returns new arrays."""
     mean = mean.copy()
     mean[:, :4] += dt * mean[:, 4:]
-    wh = np.maximum(mean[:, 2:4], 1.0)
-    q = np.concatenate([_size_std(wh, STD_POS), _size_std(wh, STD_VEL)], axis=1) ** 2 * max(dt, 1e-3)
-    # F P F^T for F = [[I, dt I], [0, I]] without a general matmul.
-    a = cov[:, :4, :4]
-    b = cov[:, :4, 4:]
-    c = cov[:, 4:, :4]
-    d = cov[:, 4:, 4:]
+    scale2 = _wh4(mean[:, 2:4]) ** 2 * max(dt, 1e-3)
+    pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
     new = np.empty_like(cov)
-    new[:, :4, :4] = a + dt * (b + c) + dt * dt * d
-    new[:, :4, 4:] = b + dt * d
-    new[:, 4:, :4] = c + dt * d
-    new[:, 4:, 4:] = d
-    idx = np.arange(8)
-    new[:, idx, idx] += q
+    new[:, 0] = pp + (2 * dt) * pv + (dt * dt) * vv + STD_POS**2 * scale2
+    new[:, 1] = pv + dt * vv
+    new[:, 2] = vv + STD_VEL**2 * scale2
     return mean, new
 
 
 def update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Correct tracks (M, 8) with measurements z (M, 4)."""
-    if mean.shape[0] == 0:
-        return mean, cov
-    r = _size_std(np.maximum(z[:, 2:4], 1.0), STD_MEAS) ** 2
-    s = cov[:, :4, :4].copy()
-    idx = np.arange(4)
-    s[:, idx, idx] += r
-    ph = cov[:, :4, :]  # H P, (M, 4, 8)
-    gain_t = np.linalg.solve(s, ph)  # S^-1 H P = K^T since P and S are symmetric
+    """Correct tracks (M, 8) with measurements z (M, 4). Returns new arrays."""
+    pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
+    s = pp + STD_MEAS**2 * _wh4(z[:, 2:4]) ** 2
+    k_pos = pp / s
+    k_vel = pv / s
     innovation = z - mean[:, :4]
-    mean = mean + np.einsum("mij,mi->mj", gain_t, innovation)
-    cov = cov - np.einsum("mij,mik->mjk", gain_t, ph)
-    return mean, cov
+    mean = np.concatenate([mean[:, :4] + k_pos * innovation, mean[:, 4:] + k_vel * innovation], axis=1)
+    new = np.empty_like(cov)
+    new[:, 0] = (1.0 - k_pos) * pp
+    new[:, 1] = (1.0 - k_pos) * pv
+    new[:, 2] = vv - k_vel * pv
+    return mean, new

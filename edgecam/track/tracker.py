@@ -5,11 +5,11 @@ low-score detections to the remaining recently seen confirmed tracks; match what
 detections to tentative tracks; start tentative tracks from the rest. A lost track that is matched again
 has its filter re-run along a straight line between its last and new observation (OC-SORT's
 observation-centric re-update), so the velocity guessed while it was unseen does not linger.
+
+Track data is kept as a struct of numpy arrays (one row per track) so each step is vectorised.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,25 +19,44 @@ from .settings import TrackerSettings, validate_frame_rate
 from .types import Track, TrackEvent, TrackState
 
 _EPS_T = 1e-6
+TENTATIVE, CONFIRMED, LOST = 0, 1, 2
+_STATES = (TrackState.TENTATIVE, TrackState.CONFIRMED, TrackState.LOST)
+
+# name -> (trailing shape, dtype) of the per-track arrays
+_FIELDS: dict[str, tuple[tuple[int, ...], type]] = {
+    "mean": ((8,), float),  # Kalman state cx cy w h vcx vcy vw vh
+    "cov": ((3, 4), float),  # per-coordinate (pos, vel) covariance blocks
+    "saved_mean": ((8,), float),  # filter state right after the last match (for the re-update)
+    "saved_cov": ((3, 4), float),
+    "obs": ((4,), float),  # last matched detection, cx cy w h
+    "cls": ((), np.int64),
+    "state": ((), np.int8),
+    "id": ((), np.int64),  # public id, 0 until confirmed
+    "score": ((), float),
+    "hits": ((), np.int64),
+    "first_frame": ((), np.int64),
+    "last_frame": ((), np.int64),
+    "first_seen": ((), float),
+    "last_seen": ((), float),
+}
 
 
-@dataclass(slots=True)
-class _Rec:
-    """Mutable bookkeeping of one track; the filter state lives in the tracker's stacked arrays."""
+def _empty_tracks() -> dict[str, np.ndarray]:
+    return {k: np.zeros((0, *shape), dtype=dt) for k, (shape, dt) in _FIELDS.items()}
 
-    class_id: int
-    score: float
-    first_seen: float
-    last_seen: float
-    last_frame: int
-    obs: np.ndarray  # last matched detection, cx cy w h
-    saved_mean: np.ndarray  # filter state right after the last match (for the re-update)
-    saved_cov: np.ndarray
-    id: int = 0  # public id, given on confirmation
-    state: TrackState = TrackState.TENTATIVE
-    hits: int = 1
-    age: int = 1
-    matched: bool = True  # matched in the current frame
+
+def _boxes_xyxy(cxcywh: np.ndarray) -> np.ndarray:
+    return kalman.cxcywh_to_xyxy(cxcywh)
+
+
+def _match(
+    sim: np.ndarray, t_idx: np.ndarray, d_idx: np.ndarray, min_iou: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Assign the tracks t_idx to the detections d_idx; returns positions within t_idx and d_idx."""
+    if t_idx.size == 0 or d_idx.size == 0:
+        empty = np.empty(0, dtype=np.intp)
+        return empty, empty
+    return assign(sim[np.ix_(t_idx, d_idx)], min_iou)
 
 
 class Tracker:
@@ -49,13 +68,15 @@ class Tracker:
         self.reset()
 
     def reset(self) -> None:
-        self._recs: list[_Rec] = []
-        self._mean = np.zeros((0, 8))
-        self._cov = np.zeros((0, 8, 8))
+        """Forget all tracks (ids keep counting up so they are never reused)."""
+        self._t = _empty_tracks()
         self._frame = 0
         self._time: float | None = None
-        self._next_id = 1
+        self._next_id = getattr(self, "_next_id", 1)
         self._events: list[TrackEvent] = []
+
+    def __len__(self) -> int:
+        return self._t["state"].shape[0]
 
     # ------------------------------------------------------------------ public API
 
@@ -89,43 +110,48 @@ class Tracker:
 
         self._frame += 1
         now, dt = self._advance_time(timestamp)
-        if self._recs:
+        t = self._t
+        if len(self):
             self._predict(dt)
-        for r in self._recs:
-            r.matched = False
-            r.age += 1
 
         high = scores >= s.high_score
         hi_idx = np.flatnonzero(high)
         lo_idx = np.flatnonzero(~high)
         z = kalman.xyxy_to_cxcywh(boxes)
-        pred_xyxy = kalman.cxcywh_to_xyxy(self._mean[:, :4])
-        track_cls = np.fromiter((r.class_id for r in self._recs), dtype=np.int64, count=len(self._recs))
-        states = [r.state for r in self._recs]
-        active = np.array([st is not TrackState.TENTATIVE for st in states], dtype=bool)
-        recent = np.array([st is TrackState.CONFIRMED for st in states], dtype=bool)
+        state = t["state"]
+        # One IoU matrix for all stages; pairs of different classes can never match.
+        sim = iou_matrix(_boxes_xyxy(t["mean"][:, :4]), boxes)
+        if s.class_aware and sim.size:
+            sim[t["cls"][:, None] != cls[None, :]] = 0.0
 
-        matches: list[tuple[int, int]] = []
+        match_t: list[np.ndarray] = []
+        match_d: list[np.ndarray] = []
         # Stage 1: confident detections against confirmed and lost tracks.
-        t_idx = np.flatnonzero(active)
-        rows, cols = self._match(pred_xyxy, track_cls, t_idx, boxes, cls, hi_idx, s.match_iou)
-        matches += zip(t_idx[rows].tolist(), hi_idx[cols].tolist(), strict=True)
+        t_idx = np.flatnonzero(state != TENTATIVE)
+        rows, cols = _match(sim, t_idx, hi_idx, s.match_iou)
+        match_t.append(t_idx[rows])
+        match_d.append(hi_idx[cols])
         hi_left = np.delete(hi_idx, cols)
-        matched_t = np.zeros(len(self._recs), dtype=bool)
-        matched_t[t_idx[rows]] = True
+        matched = np.zeros(len(self), dtype=bool)
+        matched[t_idx[rows]] = True
         # Stage 2: low-score detections against confirmed tracks still unmatched (not lost ones).
-        t_idx = np.flatnonzero(recent & ~matched_t)
-        rows, cols = self._match(pred_xyxy, track_cls, t_idx, boxes, cls, lo_idx, s.low_match_iou)
-        matches += zip(t_idx[rows].tolist(), lo_idx[cols].tolist(), strict=True)
-        matched_t[t_idx[rows]] = True
+        t_idx = np.flatnonzero((state == CONFIRMED) & ~matched)
+        rows, cols = _match(sim, t_idx, lo_idx, s.low_match_iou)
+        match_t.append(t_idx[rows])
+        match_d.append(lo_idx[cols])
         # Stage 3: remaining confident detections against tentative tracks.
-        t_idx = np.flatnonzero(~active)
-        rows, cols = self._match(pred_xyxy, track_cls, t_idx, boxes, cls, hi_left, s.match_iou)
-        matches += zip(t_idx[rows].tolist(), hi_left[cols].tolist(), strict=True)
+        t_idx = np.flatnonzero(state == TENTATIVE)
+        rows, cols = _match(sim, t_idx, hi_left, s.match_iou)
+        match_t.append(t_idx[rows])
+        match_d.append(hi_left[cols])
         new_idx = np.delete(hi_left, cols)
 
-        self._apply_matches(matches, z, scores, now)
-        self._age_out(now)
+        ti = np.concatenate(match_t)
+        di = np.concatenate(match_d)
+        self._apply_matches(ti, di, z, scores, now)
+        matched = np.zeros(len(self), dtype=bool)
+        matched[ti] = True
+        self._age_out(matched, now)
         new_idx = new_idx[scores[new_idx] >= s.new_track_score]
         if new_idx.size:
             self._start_tracks(z[new_idx], scores[new_idx], cls[new_idx], now)
@@ -143,161 +169,150 @@ class Tracker:
         return now, dt
 
     def _predict(self, dt: float) -> None:
-        mean = self._mean
-        lost = np.array([r.state is TrackState.LOST for r in self._recs], dtype=bool)
+        t = self._t
+        mean = t["mean"]
+        lost = t["state"] == LOST
         if lost.any():
             # An unseen object's size is not expected to keep changing.
-            mean = mean.copy()
             mean[lost, 6:8] = 0.0
-        self._mean, self._cov = kalman.predict(mean, self._cov, dt)
-        np.maximum(self._mean[:, 2:4], 1.0, out=self._mean[:, 2:4])
-
-    def _match(
-        self,
-        pred_xyxy: np.ndarray,
-        track_cls: np.ndarray,
-        t_idx: np.ndarray,
-        boxes: np.ndarray,
-        cls: np.ndarray,
-        d_idx: np.ndarray,
-        min_iou: float,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if t_idx.size == 0 or d_idx.size == 0:
-            empty = np.empty(0, dtype=np.intp)
-            return empty, empty
-        sim = iou_matrix(pred_xyxy[t_idx], boxes[d_idx])
-        sim[track_cls[t_idx][:, None] != cls[d_idx][None, :]] = 0.0
-        return assign(sim, min_iou)
+        t["mean"], t["cov"] = kalman.predict(mean, t["cov"], dt)
+        np.maximum(t["mean"][:, 2:4], 1.0, out=t["mean"][:, 2:4])
 
     def _apply_matches(
-        self, matches: list[tuple[int, int]], z: np.ndarray, scores: np.ndarray, now: float
+        self, ti: np.ndarray, di: np.ndarray, z: np.ndarray, scores: np.ndarray, now: float
     ) -> None:
-        if not matches:
+        if ti.size == 0:
             return
-        t = np.array([m[0] for m in matches], dtype=np.intp)
-        d = np.array([m[1] for m in matches], dtype=np.intp)
-        # Tracks coming back after missed frames: re-run the filter along a virtual straight path.
-        for k, (ti, di) in enumerate(matches):
-            gap = self._frame - self._recs[ti].last_frame
-            if gap > 1:
-                self._reupdate(ti, z[di], gap)
-                t[k] = -1
-        plain = t >= 0
-        if plain.any():
-            tp, dp = t[plain], d[plain]
-            self._mean[tp], self._cov[tp] = kalman.update(self._mean[tp], self._cov[tp], z[dp])
+        t = self._t
+        gap = self._frame - t["last_frame"][ti]
+        back = gap > 1
+        if back.any():
+            self._reupdate(ti[back], z[di[back]], gap[back])
+        tp, dp = ti[~back], di[~back]
+        if tp.size:
+            t["mean"][tp], t["cov"][tp] = kalman.update(t["mean"][tp], t["cov"][tp], z[dp])
+        t["saved_mean"][ti] = t["mean"][ti]
+        t["saved_cov"][ti] = t["cov"][ti]
+        t["obs"][ti] = z[di]
+        t["score"][ti] = scores[di]
+        t["hits"][ti] += 1
+        t["last_frame"][ti] = self._frame
+        t["last_seen"][ti] = now
+        was = t["state"][ti]
+        t["state"][ti[was == LOST]] = CONFIRMED
+        new = ti[(was == TENTATIVE) & (t["hits"][ti] >= self.settings.min_hits)]
+        if new.size:
+            self._confirm(new, now)
+
+    def _reupdate(self, ti: np.ndarray, z: np.ndarray, gap: np.ndarray) -> None:
+        """Re-run the filter from the last match along virtual observations on a straight line."""
+        t = self._t
+        mean, cov = t["saved_mean"][ti], t["saved_cov"][ti]
+        start = t["obs"][ti]
+        for step in range(1, int(gap.max()) + 1):
+            live = gap >= step
+            frac = (step / gap[live])[:, None]
+            virtual = start[live] + frac * (z[live] - start[live])
+            m, c = kalman.predict(mean[live], cov[live], 1.0)
+            mean[live], cov[live] = kalman.update(m, c, virtual)
+        t["mean"][ti], t["cov"][ti] = mean, cov
+
+    def _confirm(self, idx: np.ndarray, now: float) -> None:
+        t = self._t
+        t["state"][idx] = CONFIRMED
+        ids = np.arange(self._next_id, self._next_id + idx.size)
+        t["id"][idx] = ids
+        self._next_id += idx.size
+        boxes = _boxes_xyxy(t["obs"][idx]).tolist()
+        for k, i in enumerate(idx.tolist()):
+            self._events.append(
+                TrackEvent(
+                    "track_started", int(ids[k]), int(t["cls"][i]), float(t["score"][i]), tuple(boxes[k]), now
+                )
+            )
+
+    def _age_out(self, matched: np.ndarray, now: float) -> None:
         s = self.settings
-        for ti, di in matches:
-            r = self._recs[ti]
-            r.matched = True
-            r.hits += 1
-            r.score = float(scores[di])
-            r.last_seen = now
-            r.last_frame = self._frame
-            r.obs = z[di]
-            r.saved_mean = self._mean[ti].copy()
-            r.saved_cov = self._cov[ti].copy()
-            if r.state is TrackState.TENTATIVE:
-                if r.hits >= s.min_hits:
-                    self._confirm(r, now)
-            else:
-                r.state = TrackState.CONFIRMED
-
-    def _reupdate(self, ti: int, z: np.ndarray, gap: int) -> None:
-        r = self._recs[ti]
-        mean, cov = r.saved_mean[None], r.saved_cov[None]
-        mean = mean.copy()
-        for step in range(1, gap + 1):
-            mean, cov = kalman.predict(mean, cov, 1.0)
-            frac = step / gap
-            virtual = r.obs + frac * (z - r.obs)
-            mean, cov = kalman.update(mean, cov, virtual[None])
-        self._mean[ti], self._cov[ti] = mean[0], cov[0]
-
-    def _confirm(self, r: _Rec, now: float) -> None:
-        r.state = TrackState.CONFIRMED
-        r.id = self._next_id
-        self._next_id += 1
-        self._events.append(TrackEvent("track_started", r.id, r.class_id, r.score, self._box_of(r.obs), now))
-
-    def _age_out(self, now: float) -> None:
-        s = self.settings
-        keep = np.ones(len(self._recs), dtype=bool)
-        for i, r in enumerate(self._recs):
-            if r.matched:
-                continue
-            if r.state is TrackState.TENTATIVE:
-                keep[i] = False  # a tentative track must be matched in consecutive frames
-                continue
-            unseen_s = now - r.last_seen
-            if s.max_age_frames > 0:
-                expired = self._frame - r.last_frame > s.max_age_frames
-            else:
-                expired = unseen_s > s.max_age_s + _EPS_T
-            if expired:
-                keep[i] = False
-                r.state = TrackState.REMOVED
+        t = self._t
+        state = t["state"]
+        unmatched = ~matched
+        # A tentative track must be matched in consecutive frames.
+        drop = unmatched & (state == TENTATIVE)
+        if s.max_age_frames > 0:
+            expired = self._frame - t["last_frame"] > s.max_age_frames
+        else:
+            expired = now - t["last_seen"] > s.max_age_s + _EPS_T
+        ended = unmatched & (state != TENTATIVE) & expired
+        if ended.any():
+            boxes = _boxes_xyxy(t["mean"][ended, :4]).tolist()
+            for k, i in enumerate(np.flatnonzero(ended).tolist()):
                 self._events.append(
                     TrackEvent(
                         "track_ended",
-                        r.id,
-                        r.class_id,
-                        r.score,
-                        self._box_of(self._mean[i, :4]),
+                        int(t["id"][i]),
+                        int(t["cls"][i]),
+                        float(t["score"][i]),
+                        tuple(boxes[k]),
                         now,
-                        r.last_seen - r.first_seen,
+                        float(t["last_seen"][i] - t["first_seen"][i]),
                     )
                 )
-            elif unseen_s > s.coast_s + _EPS_T:
-                r.state = TrackState.LOST
-        if not keep.all():
-            self._recs = [r for r, k in zip(self._recs, keep, strict=True) if k]
-            self._mean = self._mean[keep]
-            self._cov = self._cov[keep]
+        coasting_over = now - t["last_seen"] > s.coast_s + _EPS_T
+        state[unmatched & (state == CONFIRMED) & coasting_over] = LOST
+        drop |= ended
+        if drop.any():
+            keep = ~drop
+            for k in t:
+                t[k] = t[k][keep]
 
     def _start_tracks(self, z: np.ndarray, scores: np.ndarray, cls: np.ndarray, now: float) -> None:
+        t = self._t
+        n = z.shape[0]
         mean, cov = kalman.initiate(z)
-        for i in range(z.shape[0]):
-            r = _Rec(
-                class_id=int(cls[i]),
-                score=float(scores[i]),
-                first_seen=now,
-                last_seen=now,
-                last_frame=self._frame,
-                obs=z[i],
-                saved_mean=mean[i].copy(),
-                saved_cov=cov[i].copy(),
-            )
-            self._recs.append(r)
-            if self.settings.min_hits <= 1:
-                self._confirm(r, now)
-        self._mean = np.concatenate([self._mean, mean])
-        self._cov = np.concatenate([self._cov, cov])
+        new = {
+            "mean": mean,
+            "cov": cov,
+            "saved_mean": mean.copy(),
+            "saved_cov": cov.copy(),
+            "obs": z,
+            "cls": cls,
+            "state": np.full(n, TENTATIVE, dtype=np.int8),
+            "id": np.zeros(n, dtype=np.int64),
+            "score": scores,
+            "hits": np.ones(n, dtype=np.int64),
+            "first_frame": np.full(n, self._frame, dtype=np.int64),
+            "last_frame": np.full(n, self._frame, dtype=np.int64),
+            "first_seen": np.full(n, now),
+            "last_seen": np.full(n, now),
+        }
+        start = len(self)
+        for k in t:
+            t[k] = np.concatenate([t[k], new[k]])
+        if self.settings.min_hits <= 1:
+            self._confirm(np.arange(start, start + n), now)
 
     def _report(self) -> list[Track]:
-        out = []
-        fr = self.frame_rate
-        for i, r in enumerate(self._recs):
-            if r.state is not TrackState.CONFIRMED:
-                continue
-            m = self._mean[i]
-            out.append(
-                Track(
-                    id=r.id,
-                    box=self._box_of(m[:4]),
-                    class_id=r.class_id,
-                    score=r.score,
-                    state=r.state,
-                    velocity=(float(m[4] * fr), float(m[5] * fr)),
-                    age=r.age,
-                    hits=r.hits,
-                    first_seen=r.first_seen,
-                    last_seen=r.last_seen,
-                )
+        t = self._t
+        idx = np.flatnonzero(t["state"] == CONFIRMED)
+        if idx.size == 0:
+            return []
+        mean = t["mean"][idx]
+        boxes = _boxes_xyxy(mean[:, :4]).tolist()
+        vel = (mean[:, 4:6] * self.frame_rate).tolist()
+        ages = (self._frame - t["first_frame"][idx] + 1).tolist()
+        state = TrackState.CONFIRMED
+        return [
+            Track(id_, tuple(box), cls_, score, state, tuple(v), age, hits, first, last)
+            for id_, box, cls_, score, v, age, hits, first, last in zip(
+                t["id"][idx].tolist(),
+                boxes,
+                t["cls"][idx].tolist(),
+                t["score"][idx].tolist(),
+                vel,
+                ages,
+                t["hits"][idx].tolist(),
+                t["first_seen"][idx].tolist(),
+                t["last_seen"][idx].tolist(),
+                strict=True,
             )
-        return out
-
-    @staticmethod
-    def _box_of(cxcywh: np.ndarray) -> tuple[float, float, float, float]:
-        cx, cy, w, h = (float(v) for v in cxcywh)
-        return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+        ]

@@ -18,9 +18,13 @@ class TrackState(str, Enum):
     REMOVED = "removed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Track:
-    """Snapshot of one track after an `update`. Times are tracker timestamps in seconds."""
+    """Snapshot of one track after an `update`, owned by the caller (e.g. the pipeline sets `label`).
+
+    Not frozen: a frozen dataclass costs ~10x more to build, and update() builds one per track per frame.
+    Times are tracker timestamps in seconds.
+    """
 
     id: int
     box: Box
