@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -329,10 +330,10 @@ def _issue(error: Any, root: yaml.Node | None, filename: str) -> ConfigIssue:
     # A model-level rule names its own key ("edgetpu_device: …", "max_age_s: …"): attach it to the path.
     if error["type"] == "value_error" and isinstance(error.get("input"), dict):
         key, sep, rest = message.partition(": ")
-        if sep and key in error["input"]:
+        if sep and key in error["input"]:  # show the value as written, not as converted
             loc, message = (
                 [*loc, key],
-                rest + f" (got {_show(error['input'][key])})" if "(got" not in rest else rest,
+                re.sub(r" \(got .*\)$", "", rest) + f" (got {_show(error['input'][key])})",
             )
     return ConfigIssue(filename, _line_of(root, loc), _dotted(loc), message)
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# OpenCV's own warnings (imread on a missing file, FFmpeg chatter) duplicate edgecam's clearer messages.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
 try:
     import cv2
 except ImportError as exc:  # pragma: no cover - depends on the machine

@@ -31,31 +31,27 @@ class Placement:
 
 
 class InputWriter:
-    """Resizes a BGR uint8 frame into the model's input tensor as RGB, in the tensor's own dtype."""
+    """Resizes a BGR uint8 frame into the model's uint8 input tensor as RGB, in place.
+
+    Every model in the manifest takes raw 0..255 RGB as uint8 (quantization ≈ 1/128 around 128), so the
+    resized frame is the tensor: no staging copy, no normalisation pass.
+    """
 
     def __init__(self, interpreter: Any, resize: Resize) -> None:
         detail = interpreter.get_input_details()[0]
         _, self.height, self.width, channels = (int(v) for v in detail["shape"])
-        if channels != 3:
-            raise ValueError(f"expected an RGB input tensor, got shape {tuple(detail['shape'])}")
-        self.dtype = np.dtype(detail["dtype"])
-        if self.dtype not in (np.uint8, np.int8, np.float32):
-            raise ValueError(f"unsupported input tensor type {self.dtype}")
+        if channels != 3 or np.dtype(detail["dtype"]) != np.uint8:
+            raise ValueError(
+                f"unsupported input tensor {tuple(detail['shape'])} {np.dtype(detail['dtype'])}: "
+                "edgecam runs quantized SSD models with a uint8 RGB input"
+            )
         self._tensor = interpreter.tensor(detail["index"])
         self._resize = resize
-        # Float or int8 inputs need a uint8 staging image; uint8 (all models here) is written in place.
-        self._staging = None if self.dtype == np.uint8 else np.empty((self.height, self.width, 3), np.uint8)
 
     def write(self, frame_bgr: np.ndarray) -> Placement:
         tensor = self._tensor()[0]  # a view into the interpreter's buffer; released before invoke
-        target = tensor if self._staging is None else self._staging
-        placement = self._resize_into(frame_bgr, target)
-        cv2.cvtColor(target, cv2.COLOR_BGR2RGB, dst=target)
-        if self.dtype == np.float32:
-            np.multiply(target, 1 / 127.5, out=tensor, casting="unsafe")
-            tensor -= 1.0
-        elif self.dtype == np.int8:
-            np.bitwise_xor(target, 0x80, out=tensor.view(np.uint8))  # x - 128 for int8, bit for bit
+        placement = self._resize_into(frame_bgr, tensor)
+        cv2.cvtColor(tensor, cv2.COLOR_BGR2RGB, dst=tensor)
         del tensor
         return placement
 
@@ -124,13 +120,15 @@ class OutputReader:
 
 
 def _guess_layout(first: np.ndarray, second: np.ndarray) -> Layout:
-    """Classes are whole numbers and usually exceed 1; scores lie in [0, 1]."""
+    """The post-processing op emits scores in [0, 1], sorted best first; class ids are neither bounded
+    nor sorted (and, quantized, not even exact integers)."""
 
-    def looks_like_classes(values: np.ndarray) -> bool:
-        return bool(np.allclose(values, np.rint(values), atol=1e-3) and values.max(initial=0) > 1)
+    def looks_like_scores(values: np.ndarray) -> bool:
+        in_range = bool(values.size == 0 or (values.min() >= 0 and values.max() <= 1.0 + 1e-6))
+        return in_range and bool(np.all(np.diff(values) <= 1e-6))
 
-    if looks_like_classes(first) and not looks_like_classes(second):
+    if looks_like_scores(second) and not looks_like_scores(first):
         return "tf1"
-    if looks_like_classes(second) and not looks_like_classes(first):
+    if looks_like_scores(first) and not looks_like_scores(second):
         return "tf2"
     return "tf1"

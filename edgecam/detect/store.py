@@ -10,7 +10,7 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -112,10 +112,10 @@ def fetch(
     model_dir: Path,
     manifest: Manifest,
     file_ids: Iterable[str],
-    local_dir: Path | None = None,
+    local_dirs: Sequence[Path] | None = None,
     progress: BinaryIO | None = None,
 ) -> list[Check]:
-    """Bring each file into ``model_dir`` (download, or copy from ``local_dir``), verified before it is
+    """Bring each file into ``model_dir`` (download, or copy from the first of ``local_dirs`` that has it), verified before it is
     given its final name. Files already verified are left alone. Raises FetchError listing every failure
     after trying them all."""
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,7 @@ def fetch(
             done.append(current)
             continue
         try:
-            _fetch_one(model_dir, entry, file_id, local_dir, progress)
+            _fetch_one(model_dir, entry, local_dirs, progress)
         except (OSError, FetchError, zipfile.BadZipFile, KeyError) as exc:
             failures.append(f"{file_id}: {exc}")
             continue
@@ -138,15 +138,15 @@ def fetch(
 
 
 def _fetch_one(
-    model_dir: Path, entry: FileEntry, file_id: str, local_dir: Path | None, progress: BinaryIO | None
+    model_dir: Path, entry: FileEntry, local_dirs: Sequence[Path] | None, progress: BinaryIO | None
 ) -> None:
     final = model_dir / entry.file
     fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.file}.", suffix=".part", dir=model_dir)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            if local_dir is not None:
-                _copy_local(local_dir, entry, out)
+            if local_dirs:
+                _copy_local(local_dirs, entry, out)
             else:
                 _download(entry, out, progress)
         algorithm, expected, actual = digest(tmp, entry)
@@ -160,20 +160,19 @@ def _fetch_one(
         tmp.unlink(missing_ok=True)
 
 
-def _copy_local(local_dir: Path, entry: FileEntry, out: BinaryIO) -> None:
-    direct = local_dir / entry.file
-    if direct.is_file():
-        with direct.open("rb") as src:
-            shutil.copyfileobj(src, out, _CHUNK)
-        return
-    archive = local_dir / Path(entry.url).name
-    if entry.member and archive.is_file():
-        _extract_member(archive, entry.member, out)
-        return
-    raise FetchError(
-        f"not found in {local_dir} (looked for {entry.file}"
-        + (f" and {archive.name})" if entry.member else ")")
-    )
+def _copy_local(local_dirs: Sequence[Path], entry: FileEntry, out: BinaryIO) -> None:
+    for local_dir in local_dirs:
+        direct = local_dir / entry.file
+        if direct.is_file():
+            with direct.open("rb") as src:
+                shutil.copyfileobj(src, out, _CHUNK)
+            return
+        archive = local_dir / Path(entry.url).name
+        if entry.member and archive.is_file():
+            _extract_member(archive, entry.member, out)
+            return
+    looked_for = entry.file + (f" or {Path(entry.url).name}" if entry.member else "")
+    raise FetchError(f"{looked_for} not found in {', '.join(map(str, local_dirs))}")
 
 
 def _download(entry: FileEntry, out: BinaryIO, progress: BinaryIO | None) -> None:

@@ -1,0 +1,5 @@
+import sys
+
+from edgecam.cli import main
+
+sys.exit(main())
