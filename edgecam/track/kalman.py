@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+NOMINAL_FRAME_RATE = 30.0  # the frame rate the noise levels below are tuned for (per frame)
 STD_POS = 1.0 / 20.0
 STD_VEL = 1.0 / 160.0
 STD_MEAS = 1.0 / 20.0
@@ -52,16 +53,18 @@ def initiate(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, cov
 
 
-def predict(mean: np.ndarray, cov: np.ndarray, dt: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    mean: np.ndarray, cov: np.ndarray, dt: float = 1.0, std_pos: float = STD_POS, std_vel: float = STD_VEL
+) -> tuple[np.ndarray, np.ndarray]:
     """Advance all tracks by dt nominal frames (process noise grows with dt). Returns new arrays."""
     mean = mean.copy()
     mean[:, :4] += dt * mean[:, 4:]
     scale2 = _wh4(mean[:, 2:4]) ** 2 * max(dt, 1e-3)
     pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
     new = np.empty_like(cov)
-    new[:, 0] = pp + (2 * dt) * pv + (dt * dt) * vv + STD_POS**2 * scale2
+    new[:, 0] = pp + (2 * dt) * pv + (dt * dt) * vv + std_pos**2 * scale2
     new[:, 1] = pv + dt * vv
-    new[:, 2] = vv + STD_VEL**2 * scale2
+    new[:, 2] = vv + std_vel**2 * scale2
     return mean, new
 
 

@@ -22,11 +22,11 @@ class TrackerSettings:
     """Minimum IoU for the low-score second stage (stricter: low scores are often false positives)."""
     min_hits: int = 2
     """Frames with a matched detection needed before a tentative track is confirmed (and reported)."""
-    max_age_s: float = 1.0
+    max_age_s: float = 2.0
     """Seconds a confirmed track may go unmatched (coasting, then lost) before it is removed."""
     max_age_frames: int = 0
     """If > 0, the age limit in frames instead of `max_age_s` (then it depends on the frame rate)."""
-    coast_s: float = 0.0
+    coast_s: float = 0.1
     """Seconds an unmatched confirmed track is still reported at its predicted box before it turns lost."""
     class_aware: bool = True
     """If true, a detection only continues a track of the same class."""

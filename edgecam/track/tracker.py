@@ -65,6 +65,12 @@ class Tracker:
     def __init__(self, frame_rate: float = 30.0, settings: TrackerSettings | None = None) -> None:
         self.frame_rate = validate_frame_rate(frame_rate)
         self.settings = settings or TrackerSettings()
+        # The filter steps one frame at a time, and its noise levels are tuned per frame at 30 fps. A frame
+        # at a lower rate spans k = 30 / frame_rate such frames: position noise scales with the elapsed
+        # time (k) and the change of a per-frame velocity with time squared (k^2).
+        k = kalman.NOMINAL_FRAME_RATE / self.frame_rate
+        self._std_pos = kalman.STD_POS * k
+        self._std_vel = kalman.STD_VEL * k * k
         self.reset()
 
     def reset(self) -> None:
@@ -139,6 +145,19 @@ class Tracker:
         rows, cols = _match(sim, t_idx, lo_idx, s.low_match_iou)
         match_t.append(t_idx[rows])
         match_d.append(lo_idx[cols])
+        matched[t_idx[rows]] = True
+        if hi_left.size:
+            # Stage 2b (OC-SORT's observation-centric recovery): confident detections left over against
+            # the last observed box of unmatched tracks, for objects whose predicted motion went astray.
+            t_idx = np.flatnonzero((state != TENTATIVE) & ~matched)
+            if t_idx.size:
+                sim_obs = iou_matrix(_boxes_xyxy(t["obs"][t_idx]), boxes[hi_left])
+                if s.class_aware:
+                    sim_obs[t["cls"][t_idx][:, None] != cls[hi_left][None, :]] = 0.0
+                rows, cols = assign(sim_obs, s.match_iou)
+                match_t.append(t_idx[rows])
+                match_d.append(hi_left[cols])
+                hi_left = np.delete(hi_left, cols)
         # Stage 3: remaining confident detections against tentative tracks.
         t_idx = np.flatnonzero(state == TENTATIVE)
         rows, cols = _match(sim, t_idx, hi_left, s.match_iou)
@@ -174,8 +193,8 @@ class Tracker:
         lost = t["state"] == LOST
         if lost.any():
             # An unseen object's size is not expected to keep changing.
-            mean[lost, 6:8] = 0.0
-        t["mean"], t["cov"] = kalman.predict(mean, t["cov"], dt)
+            mean[lost, self.LOST_ZERO : 8] = 0.0
+        t["mean"], t["cov"] = kalman.predict(mean, t["cov"], dt, self._std_pos, self._std_vel)
         np.maximum(t["mean"][:, 2:4], 1.0, out=t["mean"][:, 2:4])
 
     def _apply_matches(
