@@ -193,7 +193,7 @@ class Tracker:
         lost = t["state"] == LOST
         if lost.any():
             # An unseen object's size is not expected to keep changing.
-            mean[lost, self.LOST_ZERO : 8] = 0.0
+            mean[lost, 6:8] = 0.0
         t["mean"], t["cov"] = kalman.predict(mean, t["cov"], dt, self._std_pos, self._std_vel)
         np.maximum(t["mean"][:, 2:4], 1.0, out=t["mean"][:, 2:4])
 
