@@ -226,15 +226,16 @@ class Tracker:
     def _reupdate(self, ti: np.ndarray, z: np.ndarray, gap: np.ndarray) -> None:
         """Re-run the filter from the last match along virtual observations on a straight line."""
         t = self._t
-        mean, cov = t["saved_mean"][ti], t["saved_cov"][ti]
-        start = t["obs"][ti]
-        for step in range(1, int(gap.max()) + 1):
-            live = gap >= step
-            frac = (step / gap[live])[:, None]
-            virtual = start[live] + frac * (z[live] - start[live])
-            m, c = kalman.predict(mean[live], cov[live], 1.0)
-            mean[live], cov[live] = kalman.update(m, c, virtual)
-        t["mean"][ti], t["cov"][ti] = mean, cov
+        for k, i in enumerate(ti.tolist()):
+            t["mean"][i], t["cov"][i] = kalman.reupdate_line(
+                t["saved_mean"][i],
+                t["saved_cov"][i],
+                t["obs"][i],
+                z[k],
+                int(gap[k]),
+                self._std_pos,
+                self._std_vel,
+            )
 
     def _confirm(self, idx: np.ndarray, now: float) -> None:
         t = self._t
