@@ -1,0 +1,223 @@
+"""Unit tests of edgecam.track on small synthetic scenes."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import numpy as np
+import pytest
+
+from edgecam.track import Track, TrackerSettings, TrackEvent, TrackState, make_tracker
+
+
+def box(cx: float, cy: float, w: float = 40.0, h: float = 100.0) -> list[float]:
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def feed(tracker, boxes: list[list[float]], scores: list[float] | None = None, classes=None, timestamp=None):
+    b = np.array(boxes, dtype=float).reshape(-1, 4)
+    s = np.full(len(b), 0.9) if scores is None else np.array(scores, dtype=float)
+    c = None if classes is None else np.array(classes, dtype=int)
+    return tracker.update(b, s, c, timestamp=timestamp)
+
+
+def ids(tracks: list[Track]) -> list[int]:
+    return sorted(t.id for t in tracks)
+
+
+def test_public_types() -> None:
+    tracker = make_tracker(30.0)
+    tracks = []
+    for i in range(3):
+        tracks = feed(tracker, [box(100 + 3 * i, 200)])
+    (t,) = tracks
+    assert isinstance(t, Track)
+    assert isinstance(t.id, int) and isinstance(t.class_id, int) and isinstance(t.score, float)
+    assert t.state is TrackState.CONFIRMED and t.state == "confirmed"
+    assert len(t.box) == 4 and t.box[0] < t.box[2] and t.box[1] < t.box[3]
+    assert t.hits == 3 and t.age == 3
+    assert t.first_seen == pytest.approx(1 / 30) and t.last_seen == pytest.approx(3 / 30)
+    assert t.velocity[0] > 0  # moving right, in pixels per second
+
+
+def test_empty_frames_and_single_detection() -> None:
+    tracker = make_tracker(30.0)
+    assert tracker.update(np.zeros((0, 4)), np.zeros(0)) == []
+    assert feed(tracker, [box(50, 50)]) == []  # tentative until min_hits
+    (t,) = feed(tracker, [box(51, 50)])
+    assert t.id == 1
+    # Unmatched for one frame: still reported (coasting at its predicted box, within coast_s).
+    (coasting,) = tracker.update(np.zeros((0, 4)), np.zeros(0), None)
+    assert coasting.id == t.id and coasting.state is TrackState.CONFIRMED and coasting.hits == 2
+    assert [e.kind for e in tracker.pop_events()] == ["track_started"]
+
+
+def test_two_crossing_objects_keep_ids() -> None:
+    tracker = make_tracker(30.0)
+    history: dict[int, list[float]] = {}
+    for f in range(60):
+        a = box(100 + 5 * f, 200)  # moving right
+        b = box(400 - 5 * f, 220)  # moving left, overlapping a around f = 30
+        for t in feed(tracker, [a, b]):
+            history.setdefault(t.id, []).append((t.box[0] + t.box[2]) / 2)
+    assert len(history) == 2
+    right, left = sorted(history.values(), key=lambda xs: xs[0])
+    assert np.all(np.diff(right) > 0) and np.all(np.diff(left) < 0)
+
+
+def test_occlusion_shorter_than_max_age_keeps_id() -> None:
+    tracker = make_tracker(30.0, max_age_s=1.0)
+    seen = set()
+    for f in range(80):
+        occluded = 30 <= f < 55  # 25 frames < 30 frames
+        tracks = feed(tracker, [] if occluded else [box(100 + 4 * f, 200)])
+        seen.update(t.id for t in tracks)
+    assert seen == {1}
+    assert [e.kind for e in tracker.pop_events()] == ["track_started"]
+
+
+def test_ids_are_never_reused() -> None:
+    tracker = make_tracker(10.0, max_age_s=0.5)
+    all_ids: list[int] = []
+    for _ in range(3):
+        run_ids = set()
+        for f in range(5):
+            run_ids.update(t.id for t in feed(tracker, [box(100 + f, 100), box(300, 100 + f)]))
+        for _ in range(10):  # gone long enough to be removed
+            feed(tracker, [])
+        assert len(run_ids) == 2
+        all_ids += sorted(run_ids)
+    assert len(all_ids) == len(set(all_ids)) == 6
+    ended = [e.track_id for e in tracker.pop_events() if e.kind == "track_ended"]
+    assert sorted(ended) == all_ids
+
+
+@pytest.mark.parametrize("fps", [5.0, 30.0])
+def test_age_limit_is_in_seconds(fps: float) -> None:
+    tracker = make_tracker(fps, max_age_s=1.0)
+    for f in range(10):
+        feed(tracker, [box(100 + f, 100)])
+    last_seen = 10 / fps
+    t_end = None
+    for _ in range(int(3 * fps)):
+        feed(tracker, [])
+        ended = [e for e in tracker.pop_events() if e.kind == "track_ended"]
+        if ended:
+            t_end = ended[0].timestamp
+            break
+    assert t_end is not None
+    assert 1.0 < t_end - last_seen <= 1.0 + 1 / fps + 1e-9
+
+
+def test_age_limit_uses_given_timestamps() -> None:
+    # Irregular frame times: the limit follows the timestamps, not the nominal frame rate.
+    tracker = make_tracker(30.0, max_age_s=1.0)
+    for i in range(5):
+        feed(tracker, [box(100, 100)], timestamp=100.0 + 0.2 * i)
+    feed(tracker, [], timestamp=101.6)  # 0.8 s unseen: kept
+    assert not [e for e in tracker.pop_events() if e.kind == "track_ended"]
+    feed(tracker, [], timestamp=102.0)  # 1.2 s unseen: removed
+    (ended,) = [e for e in tracker.pop_events() if e.kind == "track_ended"]
+    assert ended.timestamp == 102.0 and ended.duration_s == pytest.approx(0.8)
+
+
+def test_age_limit_in_frames() -> None:
+    tracker = make_tracker(30.0, max_age_frames=3)
+    for f in range(5):
+        feed(tracker, [box(100 + f, 100)])
+    tracker.pop_events()
+    kinds = []
+    for _ in range(5):
+        feed(tracker, [])
+        kinds.append([e.kind for e in tracker.pop_events()])
+    assert kinds == [[], [], [], ["track_ended"], []]
+
+
+def test_class_aware() -> None:
+    tracker = make_tracker(30.0)
+    for f in range(5):
+        tracks = feed(tracker, [box(100 + f, 100)], classes=[0])
+    (t,) = tracks
+    assert t.class_id == 0
+    for f in range(5, 10):
+        tracks = feed(tracker, [box(100 + f, 100)], classes=[3])
+    # The class-3 detections started their own track; the class-0 track was not continued.
+    by_class = {t.class_id: t for t in tracks}
+    assert set(by_class) == {3}
+    assert by_class[3].id != t.id
+    # Without class awareness the same detections continue the track.
+    tracker = make_tracker(30.0, class_aware=False)
+    for f in range(10):
+        tracks = feed(tracker, [box(100 + f, 100)], classes=[0 if f < 5 else 3])
+    assert ids(tracks) == [1]
+
+
+def test_events_started_once_and_ended_once() -> None:
+    tracker = make_tracker(30.0, min_hits=3, max_age_s=0.2)
+    events: list[TrackEvent] = []
+    for f in range(20):
+        feed(tracker, [box(100 + 2 * f, 100)] if f < 10 else [])
+        events += tracker.pop_events()
+    assert [e.kind for e in events] == ["track_started", "track_ended"]
+    started, ended = events
+    assert started.track_id == ended.track_id == 1
+    assert started.timestamp == pytest.approx(3 / 30)  # confirmed on the third hit
+    assert ended.duration_s == pytest.approx(9 / 30)
+    assert started.duration_s is None
+    assert tracker.pop_events() == []
+
+
+def test_tentative_track_that_vanishes_emits_nothing() -> None:
+    tracker = make_tracker(30.0, min_hits=3)
+    feed(tracker, [box(100, 100)])
+    feed(tracker, [box(101, 100)])
+    for _ in range(100):
+        feed(tracker, [])
+    assert tracker.pop_events() == []
+
+
+def test_low_score_detections_continue_but_do_not_start_tracks() -> None:
+    tracker = make_tracker(30.0)
+    for f in range(3):
+        assert feed(tracker, [box(100 + f, 100)], scores=[0.3]) == []
+    for f in range(3):
+        feed(tracker, [box(200 + f, 100)], scores=[0.9])
+    for f in range(3, 20):
+        (t,) = feed(tracker, [box(200 + f, 100)], scores=[0.3])  # ByteTrack's second stage
+    assert t.id == 1 and t.score == pytest.approx(0.3)
+
+
+def test_settings_are_make_tracker_keywords() -> None:
+    fields = dataclasses.fields(TrackerSettings)
+    assert fields and all(f.default is not dataclasses.MISSING for f in fields)
+    tracker = make_tracker(12.5, **{f.name: f.default for f in fields})
+    assert tracker.settings == TrackerSettings()
+    assert "frame_rate" in inspect.signature(make_tracker).parameters
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrackerSettings().max_age_s = 3.0  # type: ignore[misc]
+
+
+def test_invalid_settings_name_the_setting() -> None:
+    with pytest.raises(TypeError, match="unknown tracker setting 'x'"):
+        make_tracker(30.0, x=1)
+    with pytest.raises(ValueError, match=r"tracker\.max_age_s: must be > 0 \(got -1\)"):
+        make_tracker(30.0, max_age_s=-1)
+    with pytest.raises(ValueError, match=r"tracker\.min_hits"):
+        make_tracker(min_hits=0)
+    with pytest.raises(TypeError, match=r"tracker\.min_hits"):
+        make_tracker(min_hits=2.5)
+    with pytest.raises(ValueError, match=r"tracker\.high_score"):
+        make_tracker(high_score=1.5)
+    with pytest.raises(ValueError, match=r"tracker\.low_score"):
+        make_tracker(low_score=0.8, high_score=0.5)
+    with pytest.raises(ValueError, match=r"tracker\.frame_rate"):
+        make_tracker(0.0)
+    with pytest.raises(TypeError, match=r"tracker\.class_aware"):
+        make_tracker(class_aware="yes")
+
+
+def test_mismatched_inputs_raise() -> None:
+    tracker = make_tracker()
+    with pytest.raises(ValueError, match="3 boxes but 2 scores"):
+        tracker.update(np.zeros((3, 4)), np.zeros(2))
