@@ -1,0 +1,123 @@
+"""Frame (pixels + when + which) and the one-frame slot between capture and inference.
+
+The camera never waits for inference: capture ``put``s into a :class:`LatestFrameSlot`, a new frame replaces
+an unread one (counted as dropped), and inference ``take``s the newest. Only a file source in
+``realtime: false`` mode waits (``wait_taken``) so that every decoded frame is used and none is dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Frame", "LatestFrameSlot"]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One captured picture.
+
+    ``image`` is BGR uint8 HxWx3 at display size; ``lores`` is an optional smaller BGR copy for detection
+    (picamera2's lores stream). ``timestamp`` is ``time.monotonic()`` at capture; ``sequence`` counts the
+    frames of one capture source from 1 and never repeats within a run (reconnects continue the count).
+    """
+
+    image: np.ndarray
+    timestamp: float
+    sequence: int
+    lores: np.ndarray | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of ``image``."""
+        return int(self.image.shape[1]), int(self.image.shape[0])
+
+
+class LatestFrameSlot:
+    """One slot between capture and inference: a new frame replaces an unread one (a drop, counted)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._frame: Frame | None = None  # unread frame, if any
+        self._closed = False
+        self._dropped = 0
+        self._delivered = 0
+        self._latest_timestamp: float | None = None
+
+    def put(self, frame: Frame) -> None:
+        """Offer ``frame``; it replaces an unread frame (counted in ``dropped``). Ignored once closed."""
+        with self._cond:
+            if self._closed:
+                return
+            if self._frame is not None:
+                self._dropped += 1
+            self._frame = frame
+            self._latest_timestamp = frame.timestamp
+            self._cond.notify_all()
+
+    def take(self, timeout: float | None = None) -> Frame | None:
+        """Return the newest unread frame, waiting up to ``timeout`` s (forever if None).
+
+        Returns None on timeout or once the slot is closed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._frame is None and not self._closed:
+                if deadline is None:
+                    self._cond.wait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    self._cond.wait(remaining)
+            if self._closed:
+                return None
+            frame, self._frame = self._frame, None
+            self._delivered += 1
+            self._cond.notify_all()  # wakes a producer in wait_taken()
+            return frame
+
+    def wait_taken(self, timeout: float | None = None) -> bool:
+        """Block until no unread frame is pending (the last ``put`` was taken).
+
+        True if the slot is empty (immediately so if nothing was put); False on timeout or when closed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._frame is not None and not self._closed:
+                if deadline is None:
+                    self._cond.wait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+            return self._frame is None and not self._closed
+
+    def close(self) -> None:
+        """Refuse further frames and wake every waiter (``take`` returns None, ``wait_taken`` False)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def dropped(self) -> int:
+        """Frames replaced before anyone took them."""
+        return self._dropped
+
+    @property
+    def delivered(self) -> int:
+        """Frames taken."""
+        return self._delivered
+
+    @property
+    def latest_timestamp(self) -> float | None:
+        """Timestamp of the newest frame put (taken or not)."""
+        return self._latest_timestamp
