@@ -1,12 +1,15 @@
 """Kalman-filtered multi-object tracker with ByteTrack-style two-stage association.
 
-Per frame: predict every track; match confident detections to confirmed and lost tracks by IoU; match
-low-score detections to the remaining recently seen confirmed tracks; match what is left of the confident
-detections to tentative tracks; start tentative tracks from the rest. A lost track that is matched again
-has its filter re-run along a straight line between its last and new observation (OC-SORT's
-observation-centric re-update), so the velocity guessed while it was unseen does not linger.
+Per frame: predict every track; match confident detections to confirmed and lost tracks by IoU with the
+predicted boxes; match low-score detections to the remaining recently seen confirmed tracks (ByteTrack);
+match confident detections still left to the last observed box of unmatched tracks (OC-SORT's
+observation-centric recovery); match the rest to tentative tracks; start tentative tracks from what
+remains. A track matched again after missed frames has its filter re-run along a straight line between
+its last and new observation (OC-SORT's observation-centric re-update), so the velocity it coasted on
+while unseen does not linger.
 
-Track data is kept as a struct of numpy arrays (one row per track) so each step is vectorised.
+All track data lives in one float array, one row per track (columns below), so each step is a few
+vectorised numpy operations whatever the number of tracks, and removing tracks is a single mask.
 """
 
 from __future__ import annotations
@@ -19,34 +22,16 @@ from .settings import TrackerSettings, validate_frame_rate
 from .types import Track, TrackEvent, TrackState
 
 _EPS_T = 1e-6
-TENTATIVE, CONFIRMED, LOST = 0, 1, 2
-_STATES = (TrackState.TENTATIVE, TrackState.CONFIRMED, TrackState.LOST)
+TENTATIVE, CONFIRMED, LOST = 0.0, 1.0, 2.0
 
-# name -> (trailing shape, dtype) of the per-track arrays
-_FIELDS: dict[str, tuple[tuple[int, ...], type]] = {
-    "mean": ((8,), float),  # Kalman state cx cy w h vcx vcy vw vh
-    "cov": ((3, 4), float),  # per-coordinate (pos, vel) covariance blocks
-    "saved_mean": ((8,), float),  # filter state right after the last match (for the re-update)
-    "saved_cov": ((3, 4), float),
-    "obs": ((4,), float),  # last matched detection, cx cy w h
-    "cls": ((), np.int64),
-    "state": ((), np.int8),
-    "id": ((), np.int64),  # public id, 0 until confirmed
-    "score": ((), float),
-    "hits": ((), np.int64),
-    "first_frame": ((), np.int64),
-    "last_frame": ((), np.int64),
-    "first_seen": ((), float),
-    "last_seen": ((), float),
-}
-
-
-def _empty_tracks() -> dict[str, np.ndarray]:
-    return {k: np.zeros((0, *shape), dtype=dt) for k, (shape, dt) in _FIELDS.items()}
-
-
-def _boxes_xyxy(cxcywh: np.ndarray) -> np.ndarray:
-    return kalman.cxcywh_to_xyxy(cxcywh)
+# Columns of the track array.
+MEAN = slice(0, 8)  # Kalman state cx cy w h vcx vcy vw vh (velocities per nominal frame)
+COV = slice(8, 20)  # per-coordinate (pos, vel) covariance blocks, see kalman.py
+FILTER = slice(0, 20)  # MEAN and COV
+SAVED = slice(20, 40)  # MEAN and COV right after the last match (start of the re-update)
+OBS = slice(40, 44)  # last matched detection, cx cy w h
+CLS, STATE, ID, SCORE, HITS, FIRST_FRAME, LAST_FRAME, FIRST_SEEN, LAST_SEEN = range(44, 53)
+N_COLS = 53
 
 
 def _match(
@@ -71,18 +56,19 @@ class Tracker:
         k = kalman.NOMINAL_FRAME_RATE / self.frame_rate
         self._std_pos = kalman.STD_POS * k
         self._std_vel = kalman.STD_VEL * k * k
+        self._next_id = 1
         self.reset()
 
     def reset(self) -> None:
-        """Forget all tracks (ids keep counting up so they are never reused)."""
-        self._t = _empty_tracks()
+        """Forget all tracks (ids keep counting up, so they are never reused)."""
+        self._t = np.zeros((0, N_COLS))
         self._frame = 0
         self._time: float | None = None
-        self._next_id = getattr(self, "_next_id", 1)
         self._events: list[TrackEvent] = []
 
     def __len__(self) -> int:
-        return self._t["state"].shape[0]
+        """Number of live tracks (tentative, confirmed and lost)."""
+        return self._t.shape[0]
 
     # ------------------------------------------------------------------ public API
 
@@ -105,9 +91,9 @@ class Tracker:
         if scores.shape[0] != boxes.shape[0]:
             raise ValueError(f"update: {boxes.shape[0]} boxes but {scores.shape[0]} scores")
         if classes is None or not s.class_aware:
-            cls = np.zeros(boxes.shape[0], dtype=np.int64)
+            cls = np.zeros(boxes.shape[0])
         else:
-            cls = np.asarray(classes).reshape(-1).astype(np.int64)
+            cls = np.asarray(classes).reshape(-1).astype(float)
             if cls.shape[0] != boxes.shape[0]:
                 raise ValueError(f"update: {boxes.shape[0]} boxes but {cls.shape[0]} classes")
         keep = scores >= s.low_score
@@ -116,29 +102,28 @@ class Tracker:
 
         self._frame += 1
         now, dt = self._advance_time(timestamp)
-        t = self._t
         if len(self):
             self._predict(dt)
+        t = self._t
 
         high = scores >= s.high_score
         hi_idx = np.flatnonzero(high)
         lo_idx = np.flatnonzero(~high)
-        z = kalman.xyxy_to_cxcywh(boxes)
-        state = t["state"]
-        # One IoU matrix for all stages; pairs of different classes can never match.
-        sim = iou_matrix(_boxes_xyxy(t["mean"][:, :4]), boxes)
+        state = t[:, STATE]
+        # One IoU matrix for the predicted boxes; pairs of different classes can never match.
+        sim = iou_matrix(kalman.cxcywh_to_xyxy(t[:, 0:4]), boxes)
         if s.class_aware and sim.size:
-            sim[t["cls"][:, None] != cls[None, :]] = 0.0
+            sim[t[:, CLS, None] != cls[None, :]] = 0.0
 
         match_t: list[np.ndarray] = []
         match_d: list[np.ndarray] = []
+        matched = np.zeros(len(self), dtype=bool)
         # Stage 1: confident detections against confirmed and lost tracks.
         t_idx = np.flatnonzero(state != TENTATIVE)
         rows, cols = _match(sim, t_idx, hi_idx, s.match_iou)
         match_t.append(t_idx[rows])
         match_d.append(hi_idx[cols])
         hi_left = np.delete(hi_idx, cols)
-        matched = np.zeros(len(self), dtype=bool)
         matched[t_idx[rows]] = True
         # Stage 2: low-score detections against confirmed tracks still unmatched (not lost ones).
         t_idx = np.flatnonzero((state == CONFIRMED) & ~matched)
@@ -151,9 +136,9 @@ class Tracker:
             # the last observed box of unmatched tracks, for objects whose predicted motion went astray.
             t_idx = np.flatnonzero((state != TENTATIVE) & ~matched)
             if t_idx.size:
-                sim_obs = iou_matrix(_boxes_xyxy(t["obs"][t_idx]), boxes[hi_left])
+                sim_obs = iou_matrix(kalman.cxcywh_to_xyxy(t[t_idx, OBS]), boxes[hi_left])
                 if s.class_aware:
-                    sim_obs[t["cls"][t_idx][:, None] != cls[hi_left][None, :]] = 0.0
+                    sim_obs[t[t_idx, CLS, None] != cls[None, hi_left]] = 0.0
                 rows, cols = assign(sim_obs, s.match_iou)
                 match_t.append(t_idx[rows])
                 match_d.append(hi_left[cols])
@@ -167,13 +152,14 @@ class Tracker:
 
         ti = np.concatenate(match_t)
         di = np.concatenate(match_d)
-        self._apply_matches(ti, di, z, scores, now)
+        if ti.size:
+            self._apply_matches(ti, kalman.xyxy_to_cxcywh(boxes[di]), scores[di], now)
         matched = np.zeros(len(self), dtype=bool)
         matched[ti] = True
         self._age_out(matched, now)
         new_idx = new_idx[scores[new_idx] >= s.new_track_score]
         if new_idx.size:
-            self._start_tracks(z[new_idx], scores[new_idx], cls[new_idx], now)
+            self._start_tracks(kalman.xyxy_to_cxcywh(boxes[new_idx]), scores[new_idx], cls[new_idx], now)
         return self._report()
 
     # ------------------------------------------------------------------ steps
@@ -189,150 +175,127 @@ class Tracker:
 
     def _predict(self, dt: float) -> None:
         t = self._t
-        mean = t["mean"]
-        lost = t["state"] == LOST
+        n = t.shape[0]
+        lost = t[:, STATE] == LOST
         if lost.any():
             # An unseen object's size is not expected to keep changing.
-            mean[lost, 6:8] = 0.0
-        t["mean"], t["cov"] = kalman.predict(mean, t["cov"], dt, self._std_pos, self._std_vel)
-        np.maximum(t["mean"][:, 2:4], 1.0, out=t["mean"][:, 2:4])
+            t[lost, 6:8] = 0.0
+        mean, cov = kalman.predict(t[:, MEAN], t[:, COV].reshape(n, 3, 4), dt, self._std_pos, self._std_vel)
+        np.maximum(mean[:, 2:4], 1.0, out=mean[:, 2:4])
+        t[:, MEAN] = mean
+        t[:, COV] = cov.reshape(n, 12)
 
-    def _apply_matches(
-        self, ti: np.ndarray, di: np.ndarray, z: np.ndarray, scores: np.ndarray, now: float
-    ) -> None:
-        if ti.size == 0:
-            return
-        t = self._t
-        gap = self._frame - t["last_frame"][ti]
-        back = gap > 1
-        if back.any():
-            self._reupdate(ti[back], z[di[back]], gap[back])
-        tp, dp = ti[~back], di[~back]
-        if tp.size:
-            t["mean"][tp], t["cov"][tp] = kalman.update(t["mean"][tp], t["cov"][tp], z[dp])
-        t["saved_mean"][ti] = t["mean"][ti]
-        t["saved_cov"][ti] = t["cov"][ti]
-        t["obs"][ti] = z[di]
-        t["score"][ti] = scores[di]
-        t["hits"][ti] += 1
-        t["last_frame"][ti] = self._frame
-        t["last_seen"][ti] = now
-        was = t["state"][ti]
-        t["state"][ti[was == LOST]] = CONFIRMED
-        new = ti[(was == TENTATIVE) & (t["hits"][ti] >= self.settings.min_hits)]
-        if new.size:
-            self._confirm(new, now)
-
-    def _reupdate(self, ti: np.ndarray, z: np.ndarray, gap: np.ndarray) -> None:
-        """Re-run the filter from the last match along virtual observations on a straight line."""
-        t = self._t
-        for k, i in enumerate(ti.tolist()):
-            t["mean"][i], t["cov"][i] = kalman.reupdate_line(
-                t["saved_mean"][i],
-                t["saved_cov"][i],
-                t["obs"][i],
+    def _apply_matches(self, ti: np.ndarray, z: np.ndarray, scores: np.ndarray, now: float) -> None:
+        """Correct the matched tracks ti with their detections z (cx cy w h) and update bookkeeping."""
+        rows = self._t[ti]  # a copy, written back at the end
+        m = rows.shape[0]
+        mean, cov = kalman.update(rows[:, MEAN], rows[:, COV].reshape(m, 3, 4), z)
+        rows[:, MEAN] = mean
+        rows[:, COV] = cov.reshape(m, 12)
+        # Tracks coming back after missed frames: re-run the filter along a virtual straight path.
+        gap = self._frame - rows[:, LAST_FRAME]
+        for k in np.flatnonzero(gap > 1).tolist():
+            r = rows[k]
+            mean_k, cov_k = kalman.reupdate_line(
+                r[SAVED][:8],
+                r[SAVED][8:].reshape(3, 4),
+                r[OBS],
                 z[k],
                 int(gap[k]),
                 self._std_pos,
                 self._std_vel,
             )
+            r[MEAN] = mean_k
+            r[COV] = cov_k.reshape(12)
+        rows[:, SAVED] = rows[:, FILTER]
+        rows[:, OBS] = z
+        rows[:, SCORE] = scores
+        rows[:, HITS] += 1
+        rows[:, LAST_FRAME] = self._frame
+        rows[:, LAST_SEEN] = now
+        state = rows[:, STATE]
+        confirm = (state == TENTATIVE) & (rows[:, HITS] >= self.settings.min_hits)
+        state[state == LOST] = CONFIRMED
+        if confirm.any():
+            self._confirm(rows, np.flatnonzero(confirm), now)
+        self._t[ti] = rows
 
-    def _confirm(self, idx: np.ndarray, now: float) -> None:
-        t = self._t
-        t["state"][idx] = CONFIRMED
-        ids = np.arange(self._next_id, self._next_id + idx.size)
-        t["id"][idx] = ids
+    def _confirm(self, rows: np.ndarray, idx: np.ndarray, now: float) -> None:
+        """Confirm rows[idx] (in place): give them ids and emit `track_started`."""
+        rows[idx, STATE] = CONFIRMED
+        rows[idx, ID] = np.arange(self._next_id, self._next_id + idx.size)
         self._next_id += idx.size
-        boxes = _boxes_xyxy(t["obs"][idx]).tolist()
-        for k, i in enumerate(idx.tolist()):
+        boxes = kalman.cxcywh_to_xyxy(rows[idx, OBS]).tolist()
+        for box, r in zip(boxes, rows[idx].tolist(), strict=True):
             self._events.append(
-                TrackEvent(
-                    "track_started", int(ids[k]), int(t["cls"][i]), float(t["score"][i]), tuple(boxes[k]), now
-                )
+                TrackEvent("track_started", int(r[ID]), int(r[CLS]), r[SCORE], tuple(box), now)
             )
 
     def _age_out(self, matched: np.ndarray, now: float) -> None:
         s = self.settings
         t = self._t
-        state = t["state"]
+        state = t[:, STATE]
         unmatched = ~matched
         # A tentative track must be matched in consecutive frames.
         drop = unmatched & (state == TENTATIVE)
         if s.max_age_frames > 0:
-            expired = self._frame - t["last_frame"] > s.max_age_frames
+            expired = self._frame - t[:, LAST_FRAME] > s.max_age_frames
         else:
-            expired = now - t["last_seen"] > s.max_age_s + _EPS_T
+            expired = now - t[:, LAST_SEEN] > s.max_age_s + _EPS_T
         ended = unmatched & (state != TENTATIVE) & expired
         if ended.any():
-            boxes = _boxes_xyxy(t["mean"][ended, :4]).tolist()
-            for k, i in enumerate(np.flatnonzero(ended).tolist()):
+            gone = t[ended]
+            boxes = kalman.cxcywh_to_xyxy(gone[:, 0:4]).tolist()
+            for box, r in zip(boxes, gone.tolist(), strict=True):
+                duration = r[LAST_SEEN] - r[FIRST_SEEN]
                 self._events.append(
-                    TrackEvent(
-                        "track_ended",
-                        int(t["id"][i]),
-                        int(t["cls"][i]),
-                        float(t["score"][i]),
-                        tuple(boxes[k]),
-                        now,
-                        float(t["last_seen"][i] - t["first_seen"][i]),
-                    )
+                    TrackEvent("track_ended", int(r[ID]), int(r[CLS]), r[SCORE], tuple(box), now, duration)
                 )
-        coasting_over = now - t["last_seen"] > s.coast_s + _EPS_T
+        coasting_over = now - t[:, LAST_SEEN] > s.coast_s + _EPS_T
         state[unmatched & (state == CONFIRMED) & coasting_over] = LOST
         drop |= ended
         if drop.any():
-            keep = ~drop
-            for k in t:
-                t[k] = t[k][keep]
+            self._t = t[~drop]
 
     def _start_tracks(self, z: np.ndarray, scores: np.ndarray, cls: np.ndarray, now: float) -> None:
-        t = self._t
         n = z.shape[0]
         mean, cov = kalman.initiate(z)
-        new = {
-            "mean": mean,
-            "cov": cov,
-            "saved_mean": mean.copy(),
-            "saved_cov": cov.copy(),
-            "obs": z,
-            "cls": cls,
-            "state": np.full(n, TENTATIVE, dtype=np.int8),
-            "id": np.zeros(n, dtype=np.int64),
-            "score": scores,
-            "hits": np.ones(n, dtype=np.int64),
-            "first_frame": np.full(n, self._frame, dtype=np.int64),
-            "last_frame": np.full(n, self._frame, dtype=np.int64),
-            "first_seen": np.full(n, now),
-            "last_seen": np.full(n, now),
-        }
-        start = len(self)
-        for k in t:
-            t[k] = np.concatenate([t[k], new[k]])
+        rows = np.zeros((n, N_COLS))
+        rows[:, MEAN] = mean
+        rows[:, COV] = cov.reshape(n, 12)
+        rows[:, SAVED] = rows[:, FILTER]
+        rows[:, OBS] = z
+        rows[:, CLS] = cls
+        rows[:, STATE] = TENTATIVE
+        rows[:, SCORE] = scores
+        rows[:, HITS] = 1
+        rows[:, [FIRST_FRAME, LAST_FRAME]] = self._frame
+        rows[:, [FIRST_SEEN, LAST_SEEN]] = now
         if self.settings.min_hits <= 1:
-            self._confirm(np.arange(start, start + n), now)
+            self._confirm(rows, np.arange(n), now)
+        self._t = np.concatenate([self._t, rows])
 
     def _report(self) -> list[Track]:
         t = self._t
-        idx = np.flatnonzero(t["state"] == CONFIRMED)
-        if idx.size == 0:
+        rows = t[t[:, STATE] == CONFIRMED]
+        if rows.shape[0] == 0:
             return []
-        mean = t["mean"][idx]
-        boxes = _boxes_xyxy(mean[:, :4]).tolist()
-        vel = (mean[:, 4:6] * self.frame_rate).tolist()
-        ages = (self._frame - t["first_frame"][idx] + 1).tolist()
+        boxes = kalman.cxcywh_to_xyxy(rows[:, 0:4]).tolist()
+        vel = (rows[:, 4:6] * self.frame_rate).tolist()
+        frame = self._frame + 1
         state = TrackState.CONFIRMED
         return [
-            Track(id_, tuple(box), cls_, score, state, tuple(v), age, hits, first, last)
-            for id_, box, cls_, score, v, age, hits, first, last in zip(
-                t["id"][idx].tolist(),
-                boxes,
-                t["cls"][idx].tolist(),
-                t["score"][idx].tolist(),
-                vel,
-                ages,
-                t["hits"][idx].tolist(),
-                t["first_seen"][idx].tolist(),
-                t["last_seen"][idx].tolist(),
-                strict=True,
+            Track(
+                int(r[ID]),
+                tuple(box),
+                int(r[CLS]),
+                r[SCORE],
+                state,
+                tuple(v),
+                frame - int(r[FIRST_FRAME]),
+                int(r[HITS]),
+                r[FIRST_SEEN],
+                r[LAST_SEEN],
             )
+            for r, box, v in zip(rows.tolist(), boxes, vel, strict=True)
         ]
