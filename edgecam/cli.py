@@ -52,6 +52,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(title="commands")
 
+    p = sub.add_parser("run", help="run the live pipeline and serve the stream")
+    p.add_argument(
+        "--config", type=Path, help="config file (default: ./config.yaml, else /etc/edgecam/config.yaml)"
+    )
+    p.add_argument("--source", help="override camera.source (file, URL, /dev/videoN, picamera2, testpattern)")
+    p.add_argument("--port", type=int, help="override stream.port (0 = any free port)")
+    p.add_argument("--bind", help="override stream.bind")
+    p.add_argument("--model-dir", type=Path)
+    p.add_argument("--model", help="one id pins the model; a comma list sets the ladder")
+    p.add_argument("--threads", type=int, help="override detector.threads")
+    p.add_argument("--no-realtime", action="store_true", help="play a file source as fast as it is used")
+    p.set_defaults(handler=_cmd_run)
+
     p = sub.add_parser("detect", help="run the detector on images")
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument(
@@ -158,6 +171,40 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     print(
         f"  stream   http://{c.stream.bind}:{c.stream.port}/ at ≤ {c.stream.fps:g} fps, quality {c.stream.quality}"
     )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from edgecam.pipeline import Overrides, Pipeline
+
+    loaded = _loaded_config(args.config)
+    logging.getLogger().setLevel(loaded.config.logging.level if not args.verbose else logging.DEBUG)
+    if loaded.path is None:
+        log.info("no config file found (%s): using the defaults", ", ".join(map(str, DEFAULT_CONFIG_PATHS)))
+    overrides = Overrides(
+        source=args.source,
+        port=args.port,
+        bind=args.bind,
+        model_dir=args.model_dir,
+        models=[m.strip() for m in args.model.split(",") if m.strip()] if args.model else None,
+        threads=args.threads,
+        realtime=False if args.no_realtime else None,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    pipeline = Pipeline(loaded, overrides)
+    pipeline.start()
+    for url in pipeline.urls():
+        log.info("open %s", url)
+    try:
+        stop.wait()
+    finally:
+        log.info("stopping…")
+        pipeline.stop()
     return 0
 
 

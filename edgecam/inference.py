@@ -1,0 +1,123 @@
+"""The inference thread: newest frame → detector → tracker → OutputFrame for the output side."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from edgecam.detect import DetectionFilter, Detector
+from edgecam.frames import LatestFrameSlot
+from edgecam.rates import LatencyWindow, RateMeter
+from edgecam.results import ModelInfo, OutputFrame
+from edgecam.track import Tracker, TrackEvent
+
+log = logging.getLogger(__name__)
+
+
+class InferenceThread(threading.Thread):
+    """Owns the detector and the tracker; never works on a stale frame when a newer one exists.
+
+    ``busy_ms`` is the time spent per processed frame (pre-processing, invoke, tracking): it measures what
+    the stage could do, whatever the camera delivers; the model ladder decides on it.
+    """
+
+    def __init__(
+        self,
+        slot: LatestFrameSlot,
+        detector: Detector,
+        tracker: Tracker,
+        publish: Callable[[OutputFrame], None],
+        detection_filter: DetectionFilter,
+        tracker_floor: float,
+        tracker_high_score: float,
+    ) -> None:
+        super().__init__(name="inference", daemon=True)
+        self._slot = slot
+        self.detector = detector
+        self.tracker = tracker
+        self.set_filter(detection_filter, tracker_floor, tracker_high_score)
+        self._publish = publish
+        self.on_events: Callable[[list[TrackEvent]], None] = self._log_events
+        self._stopping = threading.Event()
+        self.rate = RateMeter()
+        self.busy_ms = LatencyWindow(100)
+        self.invoke_ms = LatencyWindow(100)
+        self.frames = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.heartbeat = time.monotonic()
+        self.latest: OutputFrame | None = None
+
+    def set_filter(
+        self, detection_filter: DetectionFilter, tracker_floor: float, tracker_high_score: float
+    ) -> None:
+        """The user's filter decides which detections are confident; weaker ones down to the tracker's
+        ``low_score`` only help continue existing tracks (ByteTrack's second stage)."""
+        self.detection_filter = detection_filter
+        self._wide_filter = replace(
+            detection_filter, threshold=min(tracker_floor, detection_filter.threshold), thresholds={}
+        )
+        self._second_stage_cap = tracker_high_score * 0.999
+
+    def model_info(self) -> ModelInfo:
+        d = self.detector
+        return ModelInfo(d.model_id, d.alpha, d.device, d.input_size)
+
+    def _log_events(self, events: list[TrackEvent]) -> None:
+        for event in events:
+            label = self.detector.label(event.class_id)
+            if event.kind == "track_started":
+                log.info("track #%d started: %s (%.2f)", event.track_id, label, event.score)
+            else:
+                log.info("track #%d ended: %s after %.1f s", event.track_id, label, event.duration_s or 0.0)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stopping.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            self.heartbeat = time.monotonic()
+            frame = self._slot.take(timeout=0.25)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except Exception as exc:
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("inference failed on frame %d; skipping it", frame.sequence)
+
+    def _process(self, frame) -> None:
+        start = time.perf_counter()
+        source = frame.lores if frame.lores is not None else frame.image
+        candidates = self.detector.detect(source, output_size=frame.size, detection_filter=self._wide_filter)
+        confident = [d.score >= self.detection_filter.threshold_for(d.label) for d in candidates]
+        detections = [d for d, ok in zip(candidates, confident, strict=True) if ok]
+        boxes = np.array([d.box for d in candidates], dtype=np.float64).reshape(-1, 4)
+        scores = np.array(
+            [
+                d.score if ok else min(d.score, self._second_stage_cap)
+                for d, ok in zip(candidates, confident, strict=True)
+            ],
+            dtype=np.float64,
+        )
+        classes = np.array([d.class_id for d in candidates], dtype=np.int64)
+        tracks = self.tracker.update(boxes, scores, classes, timestamp=frame.timestamp)
+        self.on_events(self.tracker.pop_events())
+        for track in tracks:
+            track.label = self.detector.label(track.class_id)
+        busy_ms = (time.perf_counter() - start) * 1e3
+        self.busy_ms.add(busy_ms)
+        self.invoke_ms.add(self.detector.last_timing.invoke_ms)
+        self.frames += 1
+        self.rate.tick()
+        output = OutputFrame(frame, detections, tracks, self.model_info(), busy_ms, time.monotonic())
+        self.latest = output
+        self._publish(output)

@@ -1,0 +1,230 @@
+"""Wires the stages together and owns their threads: capture → slot → inference → broadcaster → web."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecam import __version__
+from edgecam.capture import CaptureThread, SourceState, open_source, resolve_auto
+from edgecam.config import Config, LoadedConfig
+from edgecam.detect import DetectionFilter
+from edgecam.detect.ladder import load_first, resolve_ladder
+from edgecam.detect.manifest import load_manifest
+from edgecam.detect.store import Status, check
+from edgecam.frames import LatestFrameSlot
+from edgecam.inference import InferenceThread
+from edgecam.overlay import draw_detections, draw_hud
+from edgecam.results import OutputFrame
+from edgecam.track import make_tracker
+from edgecam.web.broadcast import JpegBroadcaster, StreamSettings
+from edgecam.web.server import Server, start_server
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line flags that win over the config for a quick experiment."""
+
+    source: str | None = None
+    port: int | None = None
+    bind: str | None = None
+    model_dir: Path | None = None
+    models: list[str] | None = None
+    threads: int | None = None
+    realtime: bool | None = None
+
+
+def detection_filter(config: Config) -> DetectionFilter:
+    d = config.detector
+    return DetectionFilter(frozenset(d.classes), d.threshold, dict(d.thresholds), d.min_area)
+
+
+def stream_settings(config: Config) -> StreamSettings:
+    s = config.stream
+    return StreamSettings(fps=s.fps, quality=s.quality, width=s.width, max_clients=s.max_clients)
+
+
+class Pipeline:
+    """The running box. ``start`` brings up every stage; ``stop`` joins them and releases the camera."""
+
+    def __init__(self, loaded: LoadedConfig, overrides: Overrides | None = None) -> None:
+        self.loaded = loaded
+        self.overrides = overrides or Overrides()
+        config = loaded.config
+        o = self.overrides
+        self.model_dir = o.model_dir or loaded.resolve(config.detector.model_dir)
+        self.manifest = load_manifest()
+        self.started_at = time.monotonic()
+        self.config_error: str | None = None
+
+        ladder = resolve_ladder(o.models or config.detector.ladder, self.model_dir, self.manifest)
+        self.threads = o.threads or config.detector.threads
+        detector = load_first(
+            ladder, self.model_dir, self.manifest, threads=self.threads,
+            edgetpu_device=config.detector.edgetpu_device, detection_filter=detection_filter(config),
+        )  # fmt: skip
+        self.ladder = ladder
+
+        camera = config.camera
+        self.realtime = camera.realtime if o.realtime is None else o.realtime
+        spec = self._source_spec(o.source or camera.source)
+        self.source = open_source(
+            spec, width=camera.width, height=camera.height, fps=camera.fps, realtime=self.realtime,
+            lores_size=detector.input_size, timeout_s=camera.stall_s,
+        )  # fmt: skip
+        self.slot = LatestFrameSlot()
+        self.capture = CaptureThread(self.source, self.slot, stall_s=camera.stall_s, realtime=self.realtime)
+        frame_rate = camera.fps or self.source.nominal_fps or 15.0
+        tracker = make_tracker(frame_rate, **config.tracker_settings())
+        self.broadcaster = JpegBroadcaster(stream_settings(config), self._annotate, self._no_signal_reason)
+        self.inference = InferenceThread(
+            self.slot, detector, tracker, self.broadcaster.publish, detection_filter(config),
+            tracker_floor=config.tracker.low_score, tracker_high_score=config.tracker.high_score,
+        )  # fmt: skip
+        self.server: Server | None = None
+
+    def _source_spec(self, spec: str) -> str:
+        """`auto`: a camera if there is one, else the sample video (verified), else the test pattern."""
+        if spec != "auto":
+            return spec
+        resolved = resolve_auto()
+        if (
+            resolved == "testpattern"
+            and check(self.model_dir, self.manifest, "sample_video").status is Status.VERIFIED
+        ):
+            resolved = str(self.model_dir / self.manifest.assets["sample_video"].file)
+        log.info("camera.source auto: using %s", resolved)
+        return resolved
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        config = self.loaded.config
+        bind = self.overrides.bind or config.stream.bind
+        port = self.overrides.port if self.overrides.port is not None else config.stream.port
+        self.server, _ = start_server(self, bind, port)
+        self.broadcaster.start()
+        self.inference.start()
+        self.capture.start()
+        log.info(
+            "streaming %s with %s on %s", self.source.name, self.inference.detector.model_id, self.urls()[0]
+        )
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.server_address[1])
+
+    def urls(self) -> list[str]:
+        bind = self.overrides.bind or self.loaded.config.stream.bind
+        host = "localhost" if bind in ("0.0.0.0", "::", "127.0.0.1", "::1") else bind
+        return [f"http://{host}:{self.port}/"]
+
+    def stop(self) -> None:
+        """Stop every stage, newest-first in the data path, and release the camera."""
+        if self.server is not None:
+            self.server.stopping.set()
+            self.server.shutdown()
+            self.server.server_close()
+        self.capture.stop()
+        self.slot.close()
+        self.inference.stop()
+        self.broadcaster.stop()
+        log.info("stopped")
+
+    # ---- output side --------------------------------------------------------------------------------------
+
+    def _annotate(self, output: OutputFrame) -> None:
+        draw_detections(output.image, output.tracks, ids=[t.id for t in output.tracks])
+        m = output.model
+        device = "Edge TPU" if m.device == "edgetpu" else "CPU"
+        draw_hud(
+            output.image,
+            [
+                f"{m.model_id} a{m.alpha:g} {device}" if m.alpha else f"{m.model_id} {device}",
+                f"camera {self.capture.fps:4.1f} fps  inference {self.inference.rate.rate:4.1f} fps {output.inference_ms:4.0f} ms",
+                f"{len(output.tracks)} object(s)",
+            ],
+        )
+
+    def _no_signal_reason(self) -> str | None:
+        ok, reason = self.health()
+        return None if ok else reason
+
+    # ---- status -------------------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy while frames flow: the source is live and its newest frame is recent."""
+        state = self.capture.state
+        stall_s = self.loaded.config.camera.stall_s
+        last = self.capture.last_frame_time
+        if state is not SourceState.LIVE:
+            since = f"; last frame {time.monotonic() - last:.0f} s ago" if last else ""
+            return False, f"source {state.value}: {self.capture.reason or 'no frames'}{since}"
+        if last is None or time.monotonic() - last > stall_s:
+            return False, f"no frame for more than {stall_s:g} s"
+        if not self.inference.is_alive():
+            return False, "the inference stage has stopped"
+        return True, "ok"
+
+    def status(self) -> dict[str, Any]:
+        inf, cap, br = self.inference, self.capture, self.broadcaster
+        latest = inf.latest
+        tracks = latest.tracks if latest is not None else []
+        detector = inf.detector
+        return {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "source": {
+                "name": self.source.name,
+                "state": cap.state.value,
+                "reason": cap.reason,
+                "fps": round(cap.fps, 2),
+                "frames": cap.frames,
+                "dropped": self.slot.dropped,
+                "reconnects": cap.reconnects,
+            },
+            "inference": {
+                "fps": round(inf.rate.rate, 2),
+                "ms": round(inf.busy_ms.percentile(50), 1),
+                "invoke_ms": round(inf.invoke_ms.percentile(50), 1),
+                "frames": inf.frames,
+                "errors": inf.errors,
+            },
+            "detector": {
+                "model": detector.model_id,
+                "alpha": detector.alpha,
+                "device": detector.device,
+                "input_size": list(detector.input_size),
+                "threads": self.threads,
+                "ladder": self.ladder,
+            },
+            "stream": {
+                "clients": br.clients,
+                "encoded_frames": br.encoded_frames,
+                "fps": round(br.rate.rate, 2),
+                "encode_ms": round(br.encode_ms.percentile(50), 1),
+                "latency_ms": {
+                    "p50": round(br.latency_ms.percentile(50), 1),
+                    "p95": round(br.latency_ms.percentile(95), 1),
+                },
+            },
+            "tracks": [
+                {
+                    "id": t.id,
+                    "label": t.label,
+                    "score": round(t.score, 3),
+                    "box": [round(v, 1) for v in t.box],
+                }
+                for t in tracks
+            ],
+            "config": {
+                "path": str(self.loaded.path) if self.loaded.path else None,
+                "error": self.config_error,
+            },
+        }

@@ -1,0 +1,41 @@
+"""What the inference stage hands to the output side: one inferred frame with its own detections and tracks."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgecam.detect import Detection
+from edgecam.frames import Frame
+from edgecam.track import Track
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model_id: str
+    alpha: float | None
+    device: str
+    input_size: tuple[int, int]
+
+
+@dataclass
+class OutputFrame:
+    """One inference result. It is annotated and JPEG-encoded at most once, and only when someone
+    asks (a stream client or a snapshot): ``jpeg_lock`` guards that, ``jpeg`` caches the bytes."""
+
+    frame: Frame
+    detections: list[Detection]
+    tracks: list[Track]
+    model: ModelInfo
+    inference_ms: float
+    done_at: float  # monotonic time the result was ready
+    hud: list[str] = field(default_factory=list)
+    jpeg: bytes | None = None
+    jpeg_ready_at: float | None = None
+    jpeg_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.frame.image

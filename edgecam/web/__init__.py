@@ -1,0 +1,1 @@
+"""The web side: JPEG broadcaster, HTTP server, status API and the page."""

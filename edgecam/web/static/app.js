@@ -1,0 +1,71 @@
+// Refreshes the status panel from /api/status and keeps the stream image alive.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+function fmt(value, digits = 1) {
+  return typeof value === "number" ? value.toFixed(digits) : "–";
+}
+
+function duration(seconds) {
+  const s = Math.floor(seconds);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  return h ? `${h} h ${m} min` : m ? `${m} min ${s % 60} s` : `${s} s`;
+}
+
+function render(st) {
+  const det = st.detector || {};
+  $("model").textContent = det.model ? `${det.model} (α ${det.alpha ?? "?"})` : "–";
+  $("device").textContent = det.device === "edgetpu" ? "Edge TPU" : (det.device || "–").toUpperCase();
+  const src = st.source || {};
+  $("source").textContent = `${src.name || ""} · ${src.state || "?"} · ${fmt(src.fps)} fps` +
+    (src.reason && src.state !== "live" ? ` (${src.reason})` : "");
+  const inf = st.inference || {};
+  $("inference").textContent = `${fmt(inf.fps)} fps · ${fmt(inf.ms, 0)} ms`;
+  const stream = st.stream || {};
+  $("streaminfo").textContent = `${stream.clients ?? 0} viewer(s) · ${fmt(stream.fps)} fps`;
+  $("uptime").textContent = duration(st.uptime_s || 0);
+
+  const badge = $("state");
+  badge.textContent = src.state || "?";
+  badge.className = `badge ${src.state === "live" ? "ok" : "bad"}`;
+
+  const counts = {};
+  for (const t of st.tracks || []) counts[t.label] = (counts[t.label] || 0) + 1;
+  const list = $("objects");
+  list.replaceChildren();
+  const labels = Object.keys(counts).sort();
+  if (!labels.length) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = "none";
+    list.append(li);
+  }
+  for (const label of labels) {
+    const li = document.createElement("li");
+    li.textContent = `${label}: ${counts[label]}`;
+    list.append(li);
+  }
+
+  const error = (st.config || {}).error;
+  $("config-error").hidden = !error;
+  $("config-error").textContent = error ? `Config not applied: ${error}` : "";
+}
+
+async function refresh() {
+  try {
+    const response = await fetch("api/status", { cache: "no-store" });
+    if (response.ok) render(await response.json());
+  } catch (err) {
+    $("state").textContent = "offline";
+    $("state").className = "badge bad";
+  }
+}
+
+// A dropped MJPEG connection (restart, network blip) is re-opened instead of leaving a frozen picture.
+$("stream").addEventListener("error", () => {
+  setTimeout(() => { $("stream").src = `stream.mjpg?t=${Date.now()}`; }, 2000);
+});
+
+refresh();
+setInterval(refresh, 1000);

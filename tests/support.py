@@ -1,0 +1,185 @@
+"""Test helpers that run real things: the edgecam app as a subprocess, an MJPEG reader, an MJPEG camera."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class App:
+    """`edgecam run` in a subprocess with a config written for the test."""
+
+    def __init__(self, tmp_path: Path, model_dir: Path, config: dict[str, Any], *args: str) -> None:
+        self.port = free_port()
+        config = {**config, "stream": {"bind": "127.0.0.1", "port": self.port, **config.get("stream", {})}}
+        config.setdefault("detector", {})["model_dir"] = str(model_dir)
+        self.config_path = tmp_path / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = tmp_path / "app.log"
+        self._log = self.log_path.open("wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgecam", "run", "--config", str(self.config_path), *args],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        self.base = f"http://127.0.0.1:{self.port}"
+        wait_for(self._serving, 60, what=f"the app to serve on {self.base} (log: {self.log_path})")
+
+    def _serving(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"edgecam exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return get(self.base + "/api/status", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    def status(self) -> dict[str, Any]:
+        return json.loads(get(self.base + "/api/status")[2])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> float:
+        """SIGTERM; returns how long the app took to exit."""
+        start = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"edgecam did not stop within {timeout} s:\n{self.log()}") from None
+        self._log.close()
+        return time.monotonic() - start
+
+
+class MjpegReader:
+    """Reads parts of a multipart/x-mixed-replace stream, optionally slowly."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        host_port, _, path = url.removeprefix("http://").partition("/")
+        host, _, port = host_port.partition(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        self.conn.request("GET", "/" + path)
+        self.response = self.conn.getresponse()
+        self.status = self.response.status
+        self.headers = dict(self.response.headers)
+
+    def part(self) -> bytes:
+        fp = self.response.fp
+        line = fp.readline()
+        while line in (b"\r\n", b"\n"):
+            line = fp.readline()
+        if not line.startswith(b"--"):
+            raise AssertionError(f"expected a boundary, got {line[:60]!r}")
+        length = None
+        while (header := fp.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = header.decode().partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        if length is None:
+            raise AssertionError("part without Content-Length")
+        data = fp.read(length)
+        fp.readline()
+        return data
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _ReusableServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class MjpegCamera:
+    """A network camera for tests: serves an MJPEG stream of a video's frames over real HTTP; can be
+    stopped and started again on the same port."""
+
+    def __init__(self, video: Path, fps: float = 10.0) -> None:
+        from edgecam.vision import cv2
+
+        capture = cv2.VideoCapture(str(video))
+        self.frames = []
+        while len(self.frames) < 50:
+            ok, image = capture.read()
+            if not ok:
+                break
+            self.frames.append(cv2.imencode(".jpg", image)[1].tobytes())
+        capture.release()
+        self.fps = fps
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/video.mjpg"
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        camera = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=cam")
+                self.end_headers()
+                i = 0
+                try:
+                    while camera._server is self.server:
+                        jpeg = camera.frames[i % len(camera.frames)]
+                        self.wfile.write(
+                            b"--cam\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                        )
+                        self.wfile.write(jpeg + b"\r\n")
+                        i += 1
+                        time.sleep(1 / camera.fps)
+                except OSError:
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = _ReusableServer(("127.0.0.1", self.port), Handler)
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
