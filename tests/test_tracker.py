@@ -221,3 +221,21 @@ def test_mismatched_inputs_raise() -> None:
     tracker = make_tracker()
     with pytest.raises(ValueError, match="3 boxes but 2 scores"):
         tracker.update(np.zeros((3, 4)), np.zeros(2))
+
+
+def test_irregular_timestamps_follow_motion_in_seconds() -> None:
+    # A live pipeline may drop frames: the motion model steps by the elapsed time, so a fast object seen at
+    # irregular intervals, and missed for a while, keeps its id.
+    tracker = make_tracker(30.0)
+    rng = np.random.default_rng(3)
+    t, seen = 0.0, set()
+    for i in range(60):
+        t += float(rng.choice([1 / 30, 2 / 30, 4 / 30]))
+        if 30 <= i < 35:
+            feed(tracker, [], timestamp=t)
+            continue
+        tracks = feed(tracker, [box(100 + 150 * t, 300 + 40 * t)], timestamp=t)
+        seen.update(tr.id for tr in tracks)
+    assert seen == {1}
+    (tr,) = tracks
+    assert tr.velocity == pytest.approx((150, 40), rel=0.15)

@@ -91,8 +91,9 @@ def reupdate_line(
     steps: int,
     std_pos: float = STD_POS,
     std_vel: float = STD_VEL,
+    dt: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run `steps` predict+update cycles of one track with observations on the line start -> end.
+    """Run `steps` predict(dt)+update cycles of one track with observations on the line start -> end.
 
     OC-SORT's observation-centric re-update. The same arithmetic as `predict` + `update`, written on
     Python floats because it handles one track at a time, where numpy's per-call overhead dominates.
@@ -101,16 +102,18 @@ def reupdate_line(
     pp, pv, vv = (row.tolist() for row in cov)
     a = start.tolist()
     b = end.tolist()
-    qp, qv, rm = std_pos * std_pos, std_vel * std_vel, STD_MEAS * STD_MEAS
+    qp, qv, rm = std_pos * std_pos * dt, std_vel * std_vel * dt, STD_MEAS * STD_MEAS
+    dt2 = dt * dt
     for step in range(1, steps + 1):
         frac = step / steps
         for i in range(4):
-            x[i] += x[i + 4]
+            x[i] += dt * x[i + 4]
         sw, sh = max(x[2], 1.0), max(x[3], 1.0)
         zw, zh = max(a[2] + frac * (b[2] - a[2]), 1.0), max(a[3] + frac * (b[3] - a[3]), 1.0)
         for i in range(4):
             s2 = (sw if i % 2 == 0 else sh) ** 2
-            p, c, v = pp[i] + 2 * pv[i] + vv[i] + qp * s2, pv[i] + vv[i], vv[i] + qv * s2
+            p = pp[i] + 2 * dt * pv[i] + dt2 * vv[i] + qp * s2
+            c, v = pv[i] + dt * vv[i], vv[i] + qv * s2
             s = p + rm * (zw if i % 2 == 0 else zh) ** 2
             kp, kv = p / s, c / s
             innovation = a[i] + frac * (b[i] - a[i]) - x[i]
