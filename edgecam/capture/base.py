@@ -1,0 +1,62 @@
+"""What every capture source is: open, read a picture, close; errors are SourceError with a reason."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from enum import Enum
+
+import numpy as np
+
+from edgecam.vision import cv2
+
+__all__ = ["CaptureSource", "SourceError", "SourceState", "fit_size"]
+
+
+class SourceError(RuntimeError):
+    """A source could not be opened or read; the message says why in words a user can act on."""
+
+
+class SourceState(str, Enum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    LOST = "lost"
+
+
+class CaptureSource(ABC):
+    """One kind of source.
+
+    ``open()`` raises SourceError with a clear reason; ``read()`` returns ``(image, lores_or_None)`` — image
+    BGR uint8 HxWx3 — or raises SourceError (file sources loop at end of file themselves). ``close()`` is
+    safe to call at any time, also twice or after a failed open. A source can be opened again after close.
+    """
+
+    #: Readable name without credentials: "file:vtest.avi", "v4l2:/dev/video0", "rtsp://host/path", ...
+    name: str = "source"
+    #: True if read() itself waits for the next frame (cameras, network, the paced test pattern);
+    #: False when the capture thread must pace it (files in realtime mode) or hand frames over in lockstep.
+    paced: bool = True
+    #: The source's own frame rate if known (a file's CAP_PROP_FPS, the camera's configured rate).
+    nominal_fps: float | None = None
+
+    @abstractmethod
+    def open(self) -> None: ...
+
+    @abstractmethod
+    def read(self) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+def fit_size(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """Resize ``image`` to ``size`` (width, height) if given and different; otherwise return it as is."""
+    if size is None:
+        return image
+    w, h = size
+    if image.shape[1] == w and image.shape[0] == h:
+        return image
+    interp = cv2.INTER_AREA if image.shape[1] > w else cv2.INTER_LINEAR
+    return cv2.resize(image, (w, h), interpolation=interp)

@@ -1,0 +1,256 @@
+"""The capture thread: reads a source into the latest-frame slot, paces files, reconnects with backoff."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+from edgecam.frames import Frame, LatestFrameSlot
+
+from .base import CaptureSource, SourceError, SourceState
+
+__all__ = ["CaptureThread"]
+
+log = logging.getLogger(__name__)
+
+_FPS_WINDOW_S = 2.0
+_TICK_S = 0.25  # longest wait between heartbeats while sleeping or waiting for the consumer
+
+
+class CaptureThread(threading.Thread):
+    """Runs ``source`` into ``slot`` until :meth:`stop` (or until the slot is closed).
+
+    The camera never waits for inference: each frame is ``put`` and the newest wins. The exception is a
+    source that is not ``paced`` (a file) with ``realtime=False``: the next frame is decoded while the
+    previous one is being processed and is put only once the previous one was taken — nothing dropped,
+    nothing decoded in vain. With ``realtime=True`` such a source is paced to its ``nominal_fps`` on a
+    drift-free monotonic schedule.
+
+    Any failure (open, read, a non-file stream ending) puts the thread in ``lost`` with a ``reason``, closes
+    the source and reopens it after a backoff (``backoff_initial_s`` doubling up to ``backoff_max_s``, reset
+    by a frame). ``state`` also reads ``lost`` when no frame came for ``stall_s`` while a read is still
+    blocked inside the source; network sources bound their reads with a timeout so the thread then
+    reconnects by itself.
+    """
+
+    def __init__(
+        self,
+        source: CaptureSource,
+        slot: LatestFrameSlot,
+        *,
+        stall_s: float = 5.0,
+        realtime: bool = True,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        super().__init__(name=f"capture {source.name}", daemon=True)
+        self.source = source
+        self.slot = slot
+        self.stall_s = float(stall_s)
+        self.realtime = realtime
+        self.backoff_initial_s = float(backoff_initial_s)
+        self.backoff_max_s = max(float(backoff_max_s), self.backoff_initial_s)
+        self._lockstep = not realtime and not source.paced
+        self._pace = realtime and not source.paced
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._state = SourceState.CONNECTING
+        self._reason: str | None = "starting"
+        self._frames = 0
+        self._sequence = 0
+        self._reconnects = 0
+        self._last_frame_time: float | None = None
+        self._progress = time.monotonic()  # last frame, or last moment spent waiting for the consumer
+        self._live_since = self._progress
+        self._times: deque[float] = deque(maxlen=4096)
+        self._heartbeat = self._progress
+        self._frames_this_round = 0
+        self._down_since: float | None = None  # start of the current outage, for the "live again" log
+
+    # -- status (read from any thread) -----------------------------------------------------------
+
+    def _stalled(self, now: float) -> bool:
+        # LOST also while a read (or an open) is still blocked inside the source: nothing for stall_s
+        return self._state is not SourceState.LOST and now - self._progress > self.stall_s
+
+    @property
+    def state(self) -> SourceState:
+        with self._lock:
+            return SourceState.LOST if self._stalled(time.monotonic()) else self._state
+
+    @property
+    def reason(self) -> str | None:
+        """Why the source is connecting or lost ("open failed: …", "read failed: …", "no frame for 5.0 s")."""
+        with self._lock:
+            if self._stalled(time.monotonic()):
+                return f"no frame for {self.stall_s:.1f} s"
+            return self._reason
+
+    @property
+    def fps(self) -> float:
+        """Frames captured per second over the last ~2 s (0 when frames stopped)."""
+        now = time.monotonic()
+        with self._lock:
+            n = sum(1 for t in reversed(self._times) if now - t <= _FPS_WINDOW_S)
+            span = min(_FPS_WINDOW_S, now - self._live_since)
+        return n / span if n and span > 0.1 else 0.0
+
+    @property
+    def frames(self) -> int:
+        return self._frames
+
+    @property
+    def last_frame_time(self) -> float | None:
+        return self._last_frame_time
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the source was opened again after a failure."""
+        return self._reconnects
+
+    @property
+    def heartbeat(self) -> float:
+        """Monotonic time the loop last went round (also ticks while sleeping in backoff)."""
+        return self._heartbeat
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the thread to end and wait up to ``timeout`` s for it to close the source.
+
+        The source is closed by the capture thread itself (OpenCV captures must not be released while
+        another thread reads them); if a read is blocked longer than ``timeout``, stop() returns anyway
+        and the source is closed as soon as that read returns.
+        """
+        self._stopping.set()
+        if self.ident is None:  # never started
+            self.source.close()
+            return
+        if threading.current_thread() is not self:
+            self.join(timeout)
+            if self.is_alive():
+                log.warning(
+                    "%s: capture did not stop within %.1f s (a read is blocked)", self.source.name, timeout
+                )
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` in heartbeat ticks; False if stop was requested."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set():
+            self._heartbeat = now = time.monotonic()
+            if now >= deadline:
+                return True
+            self._stopping.wait(min(_TICK_S, deadline - now))
+        return False
+
+    def _set(self, state: SourceState, reason: str | None) -> None:
+        with self._lock:
+            self._state, self._reason = state, reason
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        backoff = self.backoff_initial_s
+        first = True
+        try:
+            while not self._stopping.is_set() and not self.slot.closed:
+                self._heartbeat = time.monotonic()
+                if not first:
+                    self._reconnects += 1
+                first = False
+                with self._lock:
+                    self._state = SourceState.CONNECTING
+                    self._progress = time.monotonic()
+                failure = self._run_once()
+                if failure is None:  # stopped
+                    break
+                if self._frames_this_round:  # it worked for a while: a new outage, start backoff over
+                    backoff = self.backoff_initial_s
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    log.warning(
+                        "%s: %s; will retry (backoff %g s, doubling up to %g s)",
+                        self.source.name,
+                        failure,
+                        backoff,
+                        self.backoff_max_s,
+                    )
+                else:
+                    log.debug("%s: still down (%s), next try in %.1f s", self.source.name, failure, backoff)
+                self._set(SourceState.LOST, failure)
+                if not self._sleep(backoff):
+                    break
+                backoff = min(backoff * 2, self.backoff_max_s)
+        finally:
+            self.source.close()
+            log.debug("%s: capture thread ended", self.source.name)
+
+    def _run_once(self) -> str | None:
+        """Open the source and deliver frames until a failure (returned as a reason) or stop (None)."""
+        self._frames_this_round = 0
+        try:
+            self.source.open()
+        except SourceError as exc:
+            return f"open failed: {exc}"
+        except Exception as exc:  # a bug or an unexpected library error must not kill capture
+            log.exception("%s: unexpected error while opening", self.source.name)
+            return f"open failed: {exc!r}"
+        try:
+            return self._deliver()
+        finally:
+            self.source.close()
+
+    def _deliver(self) -> str | None:
+        source, slot = self.source, self.slot
+        period = 1.0 / (source.nominal_fps or 25.0)
+        due = time.monotonic()
+        while not self._stopping.is_set():
+            self._heartbeat = time.monotonic()
+            try:
+                image, lores = source.read()
+            except SourceError as exc:
+                return f"read failed: {exc}"
+            except Exception as exc:
+                log.exception("%s: unexpected error while reading", source.name)
+                return f"read failed: {exc!r}"
+            if self._pace:
+                if not self._sleep(due - time.monotonic()):
+                    return None
+                now = time.monotonic()
+                due = due + period if now - due < period else now + period  # late by a frame: re-anchor
+            elif self._lockstep:
+                while not slot.wait_taken(_TICK_S):
+                    if self._stopping.is_set() or slot.closed:
+                        return None
+                    self._heartbeat = self._progress = time.monotonic()
+            if self._stopping.is_set() or slot.closed:
+                return None
+            self._sequence += 1
+            now = time.monotonic()
+            slot.put(Frame(image=image, timestamp=now, sequence=self._sequence, lores=lores))
+            self._frames_this_round += 1
+            self._frames += 1
+            with self._lock:
+                if self._state is not SourceState.LIVE:
+                    self._announce_live(image)
+                    self._state, self._reason = SourceState.LIVE, None
+                    self._live_since = now
+                elif now - self._progress > self.stall_s:
+                    gap = now - self._progress
+                    log.warning("%s: no frame for %.1f s (source hung), frames flow again", source.name, gap)
+                self._last_frame_time = self._progress = now
+                self._times.append(now)
+        return None
+
+    def _announce_live(self, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        if self._down_since is None:
+            log.info("%s: live, %dx%d", self.source.name, w, h)
+        else:
+            down = time.monotonic() - self._down_since
+            log.info("%s: live again, %dx%d, after %.1f s down", self.source.name, w, h, down)
+            self._down_since = None

@@ -1,0 +1,430 @@
+"""Capture sources and the capture thread against real video files and a real HTTP MJPEG server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecam.capture import CaptureThread, SourceError, SourceState, open_source
+from edgecam.capture.file import FileSource
+from edgecam.capture.picam import yuv420_to_bgr
+from edgecam.frames import LatestFrameSlot
+from edgecam.vision import cv2
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def timed_stop(thread: CaptureThread) -> float:
+    t0 = time.monotonic()
+    thread.stop(timeout=2.0)
+    return time.monotonic() - t0
+
+
+def take_n(slot: LatestFrameSlot, n: int, timeout: float = 5.0) -> list:
+    frames = []
+    for _ in range(n):
+        f = slot.take(timeout=timeout)
+        assert f is not None, f"only {len(frames)} of {n} frames arrived"
+        frames.append(f)
+    return frames
+
+
+@pytest.fixture
+def tiny_video(tmp_path: Path) -> Path:
+    """5 frames, 64x48, MJPG in AVI, each a flat grey of a different level (0, 50, ..., 200)."""
+    path = tmp_path / "tiny.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    assert writer.isOpened()
+    for level in range(0, 250, 50):
+        writer.write(np.full((48, 64, 3), level, np.uint8))
+    writer.release()
+    return path
+
+
+def level(frame) -> int:
+    return round(float(frame.image.mean()) / 50) * 50
+
+
+# -- sources on their own ------------------------------------------------------------------------
+
+
+def test_missing_file_names_the_path(tmp_path):
+    missing = tmp_path / "nope.mp4"
+    with pytest.raises(SourceError, match=r"camera\.source: no such file '.*nope\.mp4'"):
+        open_source(str(missing), width=640, height=480, fps=10)
+
+
+def test_specs_pick_the_right_source():
+    assert open_source("testpattern", width=320, height=240, fps=5).name == "testpattern"
+    assert open_source("0", width=320, height=240, fps=5).name == "v4l2:/dev/video0"
+    assert open_source("/dev/video2", width=320, height=240, fps=5).name == "v4l2:/dev/video2"
+    src = open_source("rtsp://admin:s3cret@10.0.0.5:554/stream1", width=320, height=240, fps=5)
+    assert src.name == "rtsp://10.0.0.5:554/stream1"
+    assert "s3cret" not in repr(src)
+    assert open_source("picamera2", width=320, height=240, fps=5).name == "picamera2"
+
+
+def test_file_keeps_native_size_and_rate(media_dir):
+    src = open_source(str(media_dir / "vtest.avi"), width=1280, height=720, fps=30)
+    src.open()
+    try:
+        image, lores = src.read()
+    finally:
+        src.close()
+    assert image.shape == (360, 480, 3) and image.dtype == np.uint8
+    assert lores is None
+    assert src.nominal_fps == pytest.approx(10.0)
+    assert src.paced is False
+    assert src.name == "file:vtest.avi"
+
+
+def test_testpattern_frames_move_at_requested_size():
+    src = open_source("testpattern", width=320, height=240, fps=50)
+    src.open()
+    a, _ = src.read()
+    b, _ = src.read()
+    src.close()
+    assert a.shape == b.shape == (240, 320, 3)
+    assert not np.array_equal(a, b)
+
+
+def test_yuv420_lores_with_stride_padding_converts_to_bgr():
+    # picamera2 hands YUV420 as (h * 3 / 2, stride) with each plane's rows padded to the stride
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (200, 300, 3), dtype=np.uint8), (9, 9), 3)
+    padded = cv2.copyMakeBorder(image, 0, 0, 0, 20, cv2.BORDER_CONSTANT)  # stride 320
+    yuv = cv2.cvtColor(padded, cv2.COLOR_BGR2YUV_I420)
+    assert yuv.shape == (300, 320)
+    bgr = yuv420_to_bgr(yuv, 300)
+    assert bgr.shape == (200, 300, 3) and bgr.flags["C_CONTIGUOUS"]
+    assert np.abs(bgr.astype(int) - image.astype(int)).mean() < 6
+
+
+def test_picamera2_absent_fails_with_an_actionable_reason():
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        pass
+    else:  # pragma: no cover - only on a Pi
+        pytest.skip("picamera2 is installed here")
+    src = open_source("picamera2", width=640, height=480, fps=10, lores_size=(300, 300))
+    with pytest.raises(SourceError, match="python3-picamera2"):
+        src.open()
+
+
+@pytest.mark.slow
+def test_file_loops_on_a_failed_read_not_on_the_frame_count(media_dir):
+    # crowd_overhead_720p.avi claims 682 frames; only 341 decode
+    src = FileSource(str(media_dir / "crowd_overhead_720p.avi"))
+    src.open()
+    try:
+        first, _ = src.read()
+        for _ in range(345):
+            src.read()
+    finally:
+        src.close()
+    assert src.loops == 1
+    assert first.shape == (720, 1280, 3)
+
+
+# -- the capture thread on files -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_realtime_file_is_paced_at_its_own_rate(media_dir):
+    slot = LatestFrameSlot()
+    src = open_source(str(media_dir / "vtest.avi"), width=640, height=480, fps=30)
+    th = CaptureThread(src, slot, realtime=True)
+    th.start()
+    try:
+        first = slot.take(timeout=5.0)
+        assert first is not None
+        t0, got = time.monotonic(), []
+        while time.monotonic() - t0 < 2.0:
+            f = slot.take(timeout=1.0)
+            if f is not None:
+                got.append(f)
+        rate = len(got) / (got[-1].timestamp - first.timestamp)
+        assert 5.0 <= rate <= 20.0, rate  # the file is 10 fps
+        assert 5.0 <= th.fps <= 20.0, th.fps
+        assert th.state is SourceState.LIVE and th.reason is None
+        seqs = [f.sequence for f in got]
+        assert seqs == sorted(seqs)
+    finally:
+        assert timed_stop(th) < 3.0
+    assert not th.is_alive()
+
+
+def test_not_realtime_file_hands_over_every_frame_in_order(media_dir):
+    path = media_dir / "vtest.avi"
+    slot = LatestFrameSlot()
+    th = CaptureThread(open_source(str(path), width=0, height=0, fps=0, realtime=False), slot, realtime=False)
+    n = 60
+    th.start()
+    t0 = time.monotonic()
+    frames = take_n(slot, n)
+    elapsed = time.monotonic() - t0
+    assert timed_stop(th) < 3.0
+    assert [f.sequence for f in frames] == list(range(1, n + 1))
+    assert slot.dropped == 0
+    assert elapsed < n / 10.0 / 2, elapsed  # well faster than the file's 10 fps
+    reference = cv2.VideoCapture(str(path))
+    for f in frames[:3]:
+        ok, expected = reference.read()
+        assert ok and np.array_equal(f.image, expected)
+    reference.release()
+
+
+def test_not_realtime_waits_for_the_consumer_and_stops_promptly(media_dir):
+    slot = LatestFrameSlot()
+    src = open_source(str(media_dir / "vtest.avi"), width=0, height=0, fps=0, realtime=False)
+    th = CaptureThread(src, slot, realtime=False, stall_s=0.5)
+    th.start()
+    assert wait_for(lambda: th.frames == 1, 5.0)
+    time.sleep(1.0)  # nobody takes: the thread waits, it is not stalled
+    assert th.frames == 1 and slot.dropped == 0
+    assert th.state is SourceState.LIVE
+    assert abs(time.monotonic() - th.heartbeat) < 0.6
+    assert timed_stop(th) < 3.0
+    assert not th.is_alive()
+
+
+def test_eof_loops(tiny_video):
+    slot = LatestFrameSlot()
+    src = open_source(str(tiny_video), width=0, height=0, fps=0, realtime=False)
+    th = CaptureThread(src, slot, realtime=False)
+    th.start()
+    frames = take_n(slot, 13)
+    assert timed_stop(th) < 3.0
+    assert [level(f) for f in frames] == [0, 50, 100, 150, 200] * 2 + [0, 50, 100]
+    assert [f.sequence for f in frames] == list(range(1, 14))  # sequence continues across loops
+    assert src.loops >= 2
+    assert th.reconnects == 0
+
+
+@pytest.mark.slow
+def test_eof_loops_in_realtime_too(tiny_video):
+    slot = LatestFrameSlot()
+    th = CaptureThread(open_source(str(tiny_video), width=0, height=0, fps=0), slot)
+    th.start()
+    frames = take_n(slot, 8)  # at 10 fps, a loop after 0.5 s
+    assert timed_stop(th) < 3.0
+    assert sorted({level(f) for f in frames}) == [0, 50, 100, 150, 200]
+    assert th.state is SourceState.LIVE
+
+
+def test_testpattern_thread_runs_at_requested_rate():
+    slot = LatestFrameSlot()
+    th = CaptureThread(open_source("testpattern", width=160, height=120, fps=20), slot)
+    th.start()
+    frames = take_n(slot, 10)
+    assert timed_stop(th) < 3.0
+    assert all(f.size == (160, 120) for f in frames)
+    span = frames[-1].timestamp - frames[0].timestamp
+    assert 0.25 < span < 1.5  # 9 intervals at 20 fps = 0.45 s
+
+
+# -- failures, backoff and stop ------------------------------------------------------------------
+
+
+def test_missing_camera_is_lost_with_a_reason_and_stop_is_prompt_in_backoff():
+    slot = LatestFrameSlot()
+    src = open_source("/dev/video987", width=640, height=480, fps=15)
+    th = CaptureThread(src, slot, backoff_initial_s=10.0)
+    th.start()
+    assert wait_for(lambda: th.state is SourceState.LOST, 3.0)
+    assert "open failed" in th.reason and "/dev/video987" in th.reason
+    hb = th.heartbeat
+    assert wait_for(lambda: th.heartbeat > hb, 1.0)  # sleeping in backoff still beats
+    assert timed_stop(th) < 1.0
+    assert not th.is_alive()
+
+
+def test_backoff_grows_then_caps():
+    slot = LatestFrameSlot()
+    th = CaptureThread(
+        open_source("/dev/video987", width=64, height=48, fps=5),
+        slot,
+        backoff_initial_s=0.1,
+        backoff_max_s=0.4,
+    )
+    th.start()
+    time.sleep(1.6)  # tries at ~0, 0.1, 0.3, 0.7, 1.1, 1.5
+    assert timed_stop(th) < 1.0
+    assert 3 <= th.reconnects <= 7, th.reconnects
+
+
+def test_stop_before_start_closes_the_source():
+    th = CaptureThread(open_source("testpattern", width=64, height=48, fps=5), LatestFrameSlot())
+    assert timed_stop(th) < 0.5
+
+
+# -- network: a real HTTP MJPEG server -----------------------------------------------------------
+
+
+class MjpegServer:
+    """multipart/x-mixed-replace MJPEG over HTTP on 127.0.0.1, like an IP camera or a Pi MJPEG streamer.
+
+    ``stop()`` closes every connection; ``start()`` again listens on the same port. ``freeze()`` keeps
+    connections open but sends nothing (a camera that hangs)."""
+
+    def __init__(self, jpegs: list[bytes], fps: float = 20.0) -> None:
+        self.jpegs, self.period, self.port = jpegs, 1.0 / fps, 0
+        self.running = threading.Event()
+        self.frozen = threading.Event()
+        self.httpd: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                i = 0
+                try:
+                    while server.running.is_set():
+                        if server.frozen.is_set():
+                            time.sleep(0.02)
+                            continue
+                        jpeg = server.jpegs[i % len(server.jpegs)]
+                        i += 1
+                        head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(
+                            jpeg
+                        )
+                        self.wfile.write(head + jpeg + b"\r\n")
+                        time.sleep(server.period)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.running.set()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.running.clear()
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+    def freeze(self, on: bool = True) -> None:
+        (self.frozen.set if on else self.frozen.clear)()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
+
+
+@pytest.fixture
+def mjpeg_server(media_dir):
+    cap = cv2.VideoCapture(str(media_dir / "vtest.avi"))
+    jpegs = []
+    for _ in range(40):
+        ok, image = cap.read()
+        assert ok
+        jpegs.append(cv2.imencode(".jpg", image)[1].tobytes())
+    cap.release()
+    server = MjpegServer(jpegs)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_network_stream_goes_live_is_lost_and_comes_back(mjpeg_server):
+    stall_s = 1.5
+    slot = LatestFrameSlot()
+    src = open_source(mjpeg_server.url, width=640, height=480, fps=15, timeout_s=stall_s)
+    th = CaptureThread(src, slot, stall_s=stall_s, backoff_initial_s=0.2, backoff_max_s=1.0)
+    th.start()
+    try:
+        assert wait_for(lambda: th.state is SourceState.LIVE, 10.0), th.reason
+        frames = take_n(slot, 10)
+        assert all(f.size == (480, 360) for f in frames)  # native size kept
+        assert th.last_frame_time is not None
+
+        mjpeg_server.stop()
+        t0 = time.monotonic()
+        assert wait_for(lambda: th.state is SourceState.LOST, 3 * stall_s + 3), th.state
+        lost_after = time.monotonic() - t0
+        assert th.reason
+        reconnects = th.reconnects
+        assert wait_for(lambda: th.reconnects > reconnects, 3.0)  # it keeps trying
+        assert th.state in (SourceState.LOST, SourceState.CONNECTING)
+
+        mjpeg_server.start()  # same port
+        frames_before = th.frames
+        assert wait_for(lambda: th.state is SourceState.LIVE, 10.0), th.reason
+        assert wait_for(lambda: th.frames > frames_before + 5, 5.0)
+        assert th.reason is None
+        assert th.is_alive()
+        assert lost_after < 3 * stall_s + 3
+    finally:
+        assert timed_stop(th) < 3.0
+    assert not th.is_alive()
+
+
+def timed_stop_probe(th: CaptureThread) -> float:
+    """State reads never block, whatever the thread is doing."""
+    t0 = time.monotonic()
+    _ = (th.state, th.reason, th.fps, th.frames, th.heartbeat, th.reconnects)
+    return time.monotonic() - t0
+
+
+@pytest.mark.slow
+def test_hung_stream_reads_lost_while_the_read_is_blocked(mjpeg_server):
+    stall_s = 1.0
+    slot = LatestFrameSlot()
+    # read timeout well above stall_s: the read stays blocked while state already says lost
+    src = open_source(mjpeg_server.url, width=640, height=480, fps=15, timeout_s=8.0)
+    th = CaptureThread(src, slot, stall_s=stall_s, backoff_initial_s=0.2)
+    th.start()
+    try:
+        assert wait_for(lambda: th.state is SourceState.LIVE, 10.0), th.reason
+        mjpeg_server.freeze()
+        assert wait_for(lambda: th.state is SourceState.LOST, stall_s + 2.0)
+        assert th.reason == "no frame for 1.0 s"
+        assert th.reconnects == 0  # still inside the blocked read
+        assert timed_stop_probe(th) < 0.1
+        frames_before = th.frames
+        mjpeg_server.freeze(False)
+        assert wait_for(lambda: th.state is SourceState.LIVE, 5.0), th.reason
+        assert th.frames > frames_before
+    finally:
+        assert timed_stop(th) < 3.0
+
+
+@pytest.mark.slow
+def test_network_read_timeout_ends_a_hung_read_and_stop_is_prompt(mjpeg_server):
+    slot = LatestFrameSlot()
+    src = open_source(mjpeg_server.url, width=640, height=480, fps=15, timeout_s=1.0)
+    th = CaptureThread(src, slot, stall_s=1.0, backoff_initial_s=0.2, backoff_max_s=0.5)
+    th.start()
+    try:
+        assert wait_for(lambda: th.state is SourceState.LIVE, 10.0), th.reason
+        mjpeg_server.freeze()
+        assert wait_for(lambda: th.reconnects >= 1, 5.0)  # the read gave up; the thread reopened
+        assert th.state in (SourceState.LOST, SourceState.CONNECTING)
+    finally:
+        assert timed_stop(th) < 3.0  # while opening against a hung server
