@@ -151,6 +151,7 @@ def test_class_aware() -> None:
     for f in range(10):
         tracks = feed(tracker, [box(100 + f, 100)], classes=[0 if f < 5 else 3])
     assert ids(tracks) == [1]
+    assert tracks[0].class_id == 3  # the class of the latest detection
 
 
 def test_events_started_once_and_ended_once() -> None:

@@ -55,17 +55,17 @@ def initiate(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def predict(
     mean: np.ndarray, cov: np.ndarray, dt: float = 1.0, std_pos: float = STD_POS, std_vel: float = STD_VEL
-) -> tuple[np.ndarray, np.ndarray]:
-    """Advance all tracks by dt nominal frames (process noise grows with dt). Returns new arrays."""
-    mean = mean.copy()
+) -> None:
+    """Advance all tracks by dt nominal frames, in place (process noise grows with dt).
+
+    mean (N, 8) and cov (N, 3, 4) may be views into a larger array.
+    """
     mean[:, :4] += dt * mean[:, 4:]
     scale2 = _wh4(mean[:, 2:4]) ** 2 * max(dt, 1e-3)
     pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
-    new = np.empty_like(cov)
-    new[:, 0] = pp + (2 * dt) * pv + (dt * dt) * vv + std_pos**2 * scale2
-    new[:, 1] = pv + dt * vv
-    new[:, 2] = vv + std_vel**2 * scale2
-    return mean, new
+    pp += (2 * dt) * pv + (dt * dt) * vv + std_pos**2 * scale2
+    pv += dt * vv
+    vv += std_vel**2 * scale2
 
 
 def update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

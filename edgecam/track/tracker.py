@@ -90,7 +90,7 @@ class Tracker:
         scores = np.asarray(scores, dtype=float).reshape(-1)
         if scores.shape[0] != boxes.shape[0]:
             raise ValueError(f"update: {boxes.shape[0]} boxes but {scores.shape[0]} scores")
-        if classes is None or not s.class_aware:
+        if classes is None:
             cls = np.zeros(boxes.shape[0])
         else:
             cls = np.asarray(classes).reshape(-1).astype(float)
@@ -153,7 +153,7 @@ class Tracker:
         ti = np.concatenate(match_t)
         di = np.concatenate(match_d)
         if ti.size:
-            self._apply_matches(ti, kalman.xyxy_to_cxcywh(boxes[di]), scores[di], now)
+            self._apply_matches(ti, kalman.xyxy_to_cxcywh(boxes[di]), scores[di], cls[di], now)
         matched = np.zeros(len(self), dtype=bool)
         matched[ti] = True
         self._age_out(matched, now)
@@ -180,12 +180,13 @@ class Tracker:
         if lost.any():
             # An unseen object's size is not expected to keep changing.
             t[lost, 6:8] = 0.0
-        mean, cov = kalman.predict(t[:, MEAN], t[:, COV].reshape(n, 3, 4), dt, self._std_pos, self._std_vel)
-        np.maximum(mean[:, 2:4], 1.0, out=mean[:, 2:4])
-        t[:, MEAN] = mean
-        t[:, COV] = cov.reshape(n, 12)
+        cov = t[:, COV].reshape(n, 3, 4)  # a view (t is C-contiguous), so predict works in place
+        kalman.predict(t[:, MEAN], cov, dt, self._std_pos, self._std_vel)
+        np.maximum(t[:, 2:4], 1.0, out=t[:, 2:4])
 
-    def _apply_matches(self, ti: np.ndarray, z: np.ndarray, scores: np.ndarray, now: float) -> None:
+    def _apply_matches(
+        self, ti: np.ndarray, z: np.ndarray, scores: np.ndarray, cls: np.ndarray, now: float
+    ) -> None:
         """Correct the matched tracks ti with their detections z (cx cy w h) and update bookkeeping."""
         rows = self._t[ti]  # a copy, written back at the end
         m = rows.shape[0]
@@ -210,6 +211,7 @@ class Tracker:
         rows[:, SAVED] = rows[:, FILTER]
         rows[:, OBS] = z
         rows[:, SCORE] = scores
+        rows[:, CLS] = cls  # the same unless class_aware is off
         rows[:, HITS] += 1
         rows[:, LAST_FRAME] = self._frame
         rows[:, LAST_SEEN] = now
@@ -278,24 +280,28 @@ class Tracker:
     def _report(self) -> list[Track]:
         t = self._t
         rows = t[t[:, STATE] == CONFIRMED]
-        if rows.shape[0] == 0:
+        n = rows.shape[0]
+        if n == 0:
             return []
-        boxes = kalman.cxcywh_to_xyxy(rows[:, 0:4]).tolist()
-        vel = (rows[:, 4:6] * self.frame_rate).tolist()
+        # Everything a Track needs in one array, converted to Python floats in one call.
+        out = np.empty((n, 13))
+        out[:, 0:4] = kalman.cxcywh_to_xyxy(rows[:, 0:4])
+        out[:, 4:6] = rows[:, 4:6] * self.frame_rate
+        out[:, 6:13] = rows[:, [ID, CLS, SCORE, FIRST_FRAME, HITS, FIRST_SEEN, LAST_SEEN]]
         frame = self._frame + 1
         state = TrackState.CONFIRMED
         return [
             Track(
-                int(r[ID]),
-                tuple(box),
-                int(r[CLS]),
-                r[SCORE],
+                int(r[6]),
+                (r[0], r[1], r[2], r[3]),
+                int(r[7]),
+                r[8],
                 state,
-                tuple(v),
-                frame - int(r[FIRST_FRAME]),
-                int(r[HITS]),
-                r[FIRST_SEEN],
-                r[LAST_SEEN],
+                (r[4], r[5]),
+                frame - int(r[9]),
+                int(r[10]),
+                r[11],
+                r[12],
             )
-            for r, box, v in zip(rows.tolist(), boxes, vel, strict=True)
+            for r in out.tolist()
         ]
