@@ -159,6 +159,17 @@ class DetectorConfig(Section):
         return self
 
 
+class AdaptConfig(Section):
+    down_after_s: PositiveFloat = Field(
+        3.0, description="seconds under detector.min_fps before stepping down"
+    )
+    up_after_s: PositiveFloat = Field(15.0, description="seconds the bigger model must be predicted to fit")
+    up_margin: Annotated[float, AfterValidator(_between(1.0, 3.0))] = Field(
+        1.25, description="the bigger model must be predicted at min_fps × this"
+    )
+    cooldown_s: NonNegativeFloat = Field(10.0, description="at most one model switch per this many seconds")
+
+
 # TrackerSettings' own defaults suit the MOT17 benchmark's Faster R-CNN scores; SSD MobileNet scores a
 # clearly visible person at 0.5-0.75, so the box starts tracks from the detector's default threshold.
 SSD_TRACKER_DEFAULTS = {"high_score": 0.5, "low_score": 0.3, "new_track_score": 0.5}
@@ -210,6 +221,7 @@ class LoggingConfig(Section):
 class Config(Section):
     camera: CameraConfig = CameraConfig()
     detector: DetectorConfig = DetectorConfig()
+    adapt: AdaptConfig = AdaptConfig()
     tracker: TrackerConfig = TrackerConfig()  # type: ignore[valid-type]
     stream: StreamConfig = StreamConfig()
     logging: LoggingConfig = LoggingConfig()

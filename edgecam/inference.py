@@ -11,9 +11,10 @@ from dataclasses import replace
 import numpy as np
 
 from edgecam.detect import DetectionFilter, Detector
-from edgecam.frames import LatestFrameSlot
+from edgecam.frames import Frame, LatestFrameSlot
 from edgecam.rates import LatencyWindow, RateMeter
 from edgecam.results import ModelInfo, OutputFrame
+from edgecam.switcher import ModelSwitcher
 from edgecam.track import Tracker, TrackEvent
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class InferenceThread(threading.Thread):
     def __init__(
         self,
         slot: LatestFrameSlot,
-        detector: Detector,
+        switcher: ModelSwitcher,
         tracker: Tracker,
         publish: Callable[[OutputFrame], None],
         detection_filter: DetectionFilter,
@@ -38,7 +39,7 @@ class InferenceThread(threading.Thread):
     ) -> None:
         super().__init__(name="inference", daemon=True)
         self._slot = slot
-        self.detector = detector
+        self.switcher = switcher
         self.tracker = tracker
         self.set_filter(detection_filter, tracker_floor, tracker_high_score)
         self._publish = publish
@@ -64,8 +65,13 @@ class InferenceThread(threading.Thread):
         )
         self._second_stage_cap = tracker_high_score * 0.999
 
-    def model_info(self) -> ModelInfo:
-        d = self.detector
+    @property
+    def detector(self) -> Detector:
+        """The model in use now (the ladder may swap it between frames)."""
+        return self.switcher.current()
+
+    @staticmethod
+    def model_info(d: Detector) -> ModelInfo:
         return ModelInfo(d.model_id, d.alpha, d.device, d.input_size)
 
     def _log_events(self, events: list[TrackEvent]) -> None:
@@ -87,17 +93,22 @@ class InferenceThread(threading.Thread):
             frame = self._slot.take(timeout=0.25)
             if frame is None:
                 continue
+            detector = self.switcher.current()
             try:
-                self._process(frame)
-            except Exception as exc:
+                self._process(frame, detector)
+            except Exception as exc:  # a failing frame is skipped; the stream goes on
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("inference failed on frame %d; skipping it", frame.sequence)
+                log.warning(
+                    "inference failed on frame %d with %s (frame skipped): %s",
+                    frame.sequence, detector.model_id, self.last_error, exc_info=self.errors <= 3,
+                )  # fmt: skip
+                self.switcher.invoke_failed(exc)
 
-    def _process(self, frame) -> None:
+    def _process(self, frame: Frame, detector: Detector) -> None:
         start = time.perf_counter()
         source = frame.lores if frame.lores is not None else frame.image
-        candidates = self.detector.detect(source, output_size=frame.size, detection_filter=self._wide_filter)
+        candidates = detector.detect(source, output_size=frame.size, detection_filter=self._wide_filter)
         confident = [d.score >= self.detection_filter.threshold_for(d.label) for d in candidates]
         detections = [d for d, ok in zip(candidates, confident, strict=True) if ok]
         boxes = np.array([d.box for d in candidates], dtype=np.float64).reshape(-1, 4)
@@ -112,12 +123,13 @@ class InferenceThread(threading.Thread):
         tracks = self.tracker.update(boxes, scores, classes, timestamp=frame.timestamp)
         self.on_events(self.tracker.pop_events())
         for track in tracks:
-            track.label = self.detector.label(track.class_id)
+            track.label = detector.label(track.class_id)
         busy_ms = (time.perf_counter() - start) * 1e3
         self.busy_ms.add(busy_ms)
-        self.invoke_ms.add(self.detector.last_timing.invoke_ms)
+        self.invoke_ms.add(detector.last_timing.invoke_ms)
+        self.switcher.observe(busy_ms)
         self.frames += 1
         self.rate.tick()
-        output = OutputFrame(frame, detections, tracks, self.model_info(), busy_ms, time.monotonic())
+        output = OutputFrame(frame, detections, tracks, self.model_info(detector), busy_ms, time.monotonic())
         self.latest = output
         self._publish(output)

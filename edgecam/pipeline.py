@@ -9,16 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from edgecam import __version__
+from edgecam.adapt import AdaptSettings
 from edgecam.capture import CaptureThread, SourceState, open_source, resolve_auto
 from edgecam.config import Config, LoadedConfig
-from edgecam.detect import DetectionFilter
-from edgecam.detect.ladder import load_first, resolve_ladder
+from edgecam.detect import DetectionFilter, Detector, load_detector
+from edgecam.detect.ladder import resolve_ladder
 from edgecam.detect.manifest import load_manifest
 from edgecam.detect.store import Status, check
 from edgecam.frames import LatestFrameSlot
 from edgecam.inference import InferenceThread
 from edgecam.overlay import draw_detections, draw_hud
 from edgecam.results import OutputFrame
+from edgecam.switcher import ModelSwitcher, ladder_with_twins
 from edgecam.track import make_tracker
 from edgecam.web.broadcast import JpegBroadcaster, StreamSettings
 from edgecam.web.server import Server, start_server
@@ -44,6 +46,11 @@ def detection_filter(config: Config) -> DetectionFilter:
     return DetectionFilter(frozenset(d.classes), d.threshold, dict(d.thresholds), d.min_area)
 
 
+def adapt_settings(config: Config) -> AdaptSettings:
+    a = config.adapt
+    return AdaptSettings(config.detector.min_fps, a.down_after_s, a.up_after_s, a.up_margin, a.cooldown_s)
+
+
 def stream_settings(config: Config) -> StreamSettings:
     s = config.stream
     return StreamSettings(fps=s.fps, quality=s.quality, width=s.width, max_clients=s.max_clients)
@@ -62,13 +69,12 @@ class Pipeline:
         self.started_at = time.monotonic()
         self.config_error: str | None = None
 
-        ladder = resolve_ladder(o.models or config.detector.ladder, self.model_dir, self.manifest)
+        ids = ladder_with_twins(
+            resolve_ladder(o.models or config.detector.ladder, self.model_dir, self.manifest), self.manifest
+        )
         self.threads = o.threads or config.detector.threads
-        detector = load_first(
-            ladder, self.model_dir, self.manifest, threads=self.threads,
-            edgetpu_device=config.detector.edgetpu_device, detection_filter=detection_filter(config),
-        )  # fmt: skip
-        self.ladder = ladder
+        self.switcher = ModelSwitcher(ids, self._load_model, self.manifest, adapt_settings(config))
+        detector = self.switcher.current()
 
         camera = config.camera
         self.realtime = camera.realtime if o.realtime is None else o.realtime
@@ -83,10 +89,20 @@ class Pipeline:
         tracker = make_tracker(frame_rate, **config.tracker_settings())
         self.broadcaster = JpegBroadcaster(stream_settings(config), self._annotate, self._no_signal_reason)
         self.inference = InferenceThread(
-            self.slot, detector, tracker, self.broadcaster.publish, detection_filter(config),
+            self.slot, self.switcher, tracker, self.broadcaster.publish, detection_filter(config),
             tracker_floor=config.tracker.low_score, tracker_high_score=config.tracker.high_score,
         )  # fmt: skip
         self.server: Server | None = None
+
+    def _load_model(self, model_id: str) -> Detector:
+        d = self.loaded.config.detector
+        return load_detector(
+            model_id,
+            self.model_dir,
+            threads=self.threads,
+            edgetpu_device=d.edgetpu_device,
+            manifest=self.manifest,
+        )
 
     def _source_spec(self, spec: str) -> str:
         """`auto`: a camera if there is one, else the sample video (verified), else the test pattern."""
@@ -134,6 +150,7 @@ class Pipeline:
         self.capture.stop()
         self.slot.close()
         self.inference.stop()
+        self.switcher.stop()
         self.broadcaster.stop()
         log.info("stopped")
 
@@ -143,10 +160,12 @@ class Pipeline:
         draw_detections(output.image, output.tracks, ids=[t.id for t in output.tracks])
         m = output.model
         device = "Edge TPU" if m.device == "edgetpu" else "CPU"
+        rungs = len(self.switcher.controller.rungs)
+        rung = f"rung {self.switcher.controller.position + 1}/{rungs}"
         draw_hud(
             output.image,
             [
-                f"{m.model_id} a{m.alpha:g} {device}" if m.alpha else f"{m.model_id} {device}",
+                f"{m.model_id} a{m.alpha:g} {device} {rung}" if m.alpha else f"{m.model_id} {device} {rung}",
                 f"camera {self.capture.fps:4.1f} fps  inference {self.inference.rate.rate:4.1f} fps {output.inference_ms:4.0f} ms",
                 f"{len(output.tracks)} object(s)",
             ],
@@ -170,7 +189,17 @@ class Pipeline:
             return False, f"no frame for more than {stall_s:g} s"
         if not self.inference.is_alive():
             return False, "the inference stage has stopped"
+        latest = self.inference.latest
+        waited = time.monotonic() - (latest.done_at if latest is not None else self.started_at)
+        if waited > stall_s + self._slowest_frame_s():
+            error = f" (last error: {self.inference.last_error})" if self.inference.last_error else ""
+            return False, f"no inference result for {waited:.0f} s{error}"
         return True, "ok"
+
+    def _slowest_frame_s(self) -> float:
+        """Allowance for one frame of the slowest model (a big CPU model on a busy Pi takes a while)."""
+        known = [r.idle_ms for r in self.switcher.controller.rungs if r.idle_ms]
+        return 3 * max(known, default=1000.0) / 1000
 
     def status(self) -> dict[str, Any]:
         inf, cap, br = self.inference, self.capture, self.broadcaster
@@ -202,8 +231,8 @@ class Pipeline:
                 "device": detector.device,
                 "input_size": list(detector.input_size),
                 "threads": self.threads,
-                "ladder": self.ladder,
             },
+            "ladder": self.switcher.status(self.loaded.config.detector.min_fps),
             "stream": {
                 "clients": br.clients,
                 "encoded_frames": br.encoded_frames,

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+
 from support import App, MjpegCamera, MjpegReader, get, wait_for
 
 pytestmark = pytest.mark.slow

@@ -1,5 +1,5 @@
 """Which models to run: the configured ladder, or `auto` (Edge TPU first when one works, then the
-installed CPU models, heaviest first), and loading the first rung that works."""
+installed CPU models, heaviest first)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from edgecam.detect.detector import DetectionFilter, Detector, load_detector
 from edgecam.detect.manifest import Manifest
 from edgecam.detect.runtime import EdgeTpuUnavailableError, load_edgetpu_delegate
-from edgecam.detect.store import ChecksumMismatchError, ModelMissingError, Status, check
+from edgecam.detect.store import ModelMissingError, Status, check
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +43,3 @@ def resolve_ladder(
             f"no verified model in {model_dir}; run `edgecam models fetch --model-dir {model_dir}`"
         )
     return ladder
-
-
-def load_first(
-    ladder: Sequence[str],
-    model_dir: Path,
-    manifest: Manifest,
-    *,
-    threads: int,
-    edgetpu_device: str | None,
-    detection_filter: DetectionFilter,
-) -> Detector:
-    """The first rung that loads. A rung that cannot (missing, corrupt, no Edge TPU) is skipped with a
-    log line saying why; an Edge TPU rung falls back to its CPU twin when that is installed."""
-    failures = []
-    for model_id in ladder:
-        candidates = [model_id]
-        twin = manifest.models[model_id].cpu_twin
-        if twin and twin not in ladder:
-            candidates.append(twin)
-        for candidate in candidates:
-            try:
-                return load_detector(
-                    candidate, model_dir, threads=threads, edgetpu_device=edgetpu_device,
-                    detection_filter=detection_filter, manifest=manifest,
-                )  # fmt: skip
-            except (EdgeTpuUnavailableError, ChecksumMismatchError, ModelMissingError, ValueError) as exc:
-                log.warning("model %s skipped: %s", candidate, exc)
-                failures.append(f"{candidate}: {exc}")
-    raise ModelMissingError("no model in the ladder could be loaded:\n  " + "\n  ".join(failures))

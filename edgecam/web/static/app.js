@@ -15,7 +15,14 @@ function duration(seconds) {
 
 function render(st) {
   const det = st.detector || {};
-  $("model").textContent = det.model ? `${det.model} (α ${det.alpha ?? "?"})` : "–";
+  const ladder = st.ladder || {};
+  const rungs = (ladder.models || []).length;
+  const rung = rungs > 1 ? ` · rung ${ladder.position + 1}/${rungs}` : "";
+  $("model").textContent = det.model ? `${det.model} (α ${det.alpha ?? "?"})${rung}` : "–";
+  const last = (ladder.switches || []).slice(-1)[0];
+  $("switch").textContent = last
+    ? `${new Date(last.time * 1000).toLocaleTimeString()}: ${last.from} → ${last.to} (${last.reason})`
+    : "none";
   $("device").textContent = det.device === "edgetpu" ? "Edge TPU" : (det.device || "–").toUpperCase();
   const src = st.source || {};
   $("source").textContent = `${src.name || ""} · ${src.state || "?"} · ${fmt(src.fps)} fps` +

@@ -1,0 +1,148 @@
+"""The ladder controller with a fake clock and scripted latencies."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from edgecam.adapt import AdaptSettings, LadderController, Rung
+
+SETTINGS = AdaptSettings(
+    min_fps=5.0, down_after_s=3.0, up_after_s=15.0, up_margin=1.25, cooldown_s=10.0, window_s=1.0
+)
+BIG_MS, SMALL_MS = 140.0, 35.0  # about 7 fps and 28 fps idle, as measured here
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ladder(clock: Clock, position: int = 0) -> LadderController:
+    rungs = [Rung("big", 1.0, idle_ms=BIG_MS), Rung("small", 0.25, idle_ms=SMALL_MS)]
+    return LadderController(rungs, SETTINGS, position, clock)
+
+
+def run(
+    ctl: LadderController, clock: Clock, seconds: float, big_ms: float, small_ms: float, fps: float = 30.0
+):
+    """Feed frames for ``seconds``; at most ``fps`` frames a second, fewer when the model is slower (the
+    inference stage is busy). Applies switches at once, as the runtime does. Returns (time, target) pairs."""
+    switches = []
+    end = clock.now + seconds
+    while clock.now < end:
+        busy = big_ms if ctl.position == 0 else small_ms
+        clock.now += max(busy / 1000, 1 / fps)
+        decision = ctl.observe(busy)
+        if decision is not None:
+            ctl.switched(decision.target)
+            switches.append((clock.now, decision.target, decision.reason))
+    return switches
+
+
+def test_sustained_drop_steps_down_exactly_once_after_down_after_s():
+    clock = Clock()
+    ctl = ladder(clock)
+    assert run(ctl, clock, 10, BIG_MS, SMALL_MS) == []
+    start = clock.now
+    switches = run(ctl, clock, 20, BIG_MS * 2, SMALL_MS * 2)  # a CPU hog: everything twice as slow
+    assert len(switches) == 1
+    when, target, reason = switches[0]
+    assert target == 1 and "< 5 fps" in reason
+    assert SETTINGS.down_after_s <= when - start <= SETTINGS.down_after_s + 2 * SETTINGS.window_s
+
+
+def test_short_dips_do_not_switch():
+    clock = Clock()
+    ctl = ladder(clock)
+    switches = []
+    for _ in range(6):
+        switches += run(ctl, clock, 2.0, BIG_MS * 2, SMALL_MS * 2)  # 2 s dips, shorter than down_after_s
+        switches += run(ctl, clock, 4.0, BIG_MS, SMALL_MS)
+    assert switches == []
+
+
+def test_recovery_steps_up_once_after_up_after_s():
+    clock = Clock()
+    ctl = ladder(clock)
+    run(ctl, clock, 20, BIG_MS * 2, SMALL_MS * 2)
+    assert ctl.position == 1
+    start = clock.now
+    switches = run(ctl, clock, 40, BIG_MS, SMALL_MS)
+    assert [s[1] for s in switches] == [0]
+    assert SETTINGS.up_after_s <= switches[0][0] - start <= SETTINGS.up_after_s + 3 * SETTINGS.window_s
+    assert "predicted" in switches[0][2]
+
+
+def test_no_step_up_while_the_big_model_would_not_fit():
+    clock = Clock()
+    ctl = ladder(clock)
+    run(ctl, clock, 20, BIG_MS * 2, SMALL_MS * 2)
+    assert run(ctl, clock, 120, BIG_MS * 2, SMALL_MS * 2) == []
+    # Load eased but not enough for min_fps × up_margin (6.25 fps): big would run at 1000/(140·1.2) ≈ 6 fps.
+    assert run(ctl, clock, 120, BIG_MS * 1.2, SMALL_MS * 1.2) == []
+
+
+def test_oscillating_load_is_bounded_by_the_cooldown():
+    clock = Clock()
+    settings = AdaptSettings(
+        min_fps=5.0, down_after_s=1.0, up_after_s=1.0, up_margin=1.25, cooldown_s=10.0, window_s=0.5
+    )
+    ctl = LadderController(
+        [Rung("big", 1.0, idle_ms=BIG_MS), Rung("small", 0.25, idle_ms=SMALL_MS)], settings, 0, clock
+    )
+    start = clock.now
+    switches = []
+    for _ in range(30):  # load flips every 3 s: faster than the cooldown
+        switches += run(ctl, clock, 3.0, BIG_MS * 2, SMALL_MS * 2)
+        switches += run(ctl, clock, 3.0, BIG_MS, SMALL_MS)
+    elapsed = clock.now - start
+    assert len(switches) >= 2
+    assert len(switches) <= elapsed / settings.cooldown_s + 1
+    times = [s[0] for s in switches]
+    assert all(b - a >= settings.cooldown_s for a, b in itertools.pairwise(times))
+
+
+def test_a_slow_camera_is_no_reason_to_step_down():
+    clock = Clock()
+    ctl = ladder(clock)
+    # A 3 fps camera: the model is idle most of the time, each frame still takes BIG_MS.
+    assert run(ctl, clock, 60, BIG_MS, SMALL_MS, fps=3.0) == []
+    assert ctl.rate == pytest.approx(1000 / BIG_MS, rel=0.01)
+
+
+def test_fault_switches_at_once_and_the_rung_is_retried_later():
+    clock = Clock()
+    rungs = [
+        Rung("tpu", 0.1, idle_ms=10.0),
+        Rung("cpu_twin", 1.0, idle_ms=BIG_MS),
+        Rung("small", 0.25, idle_ms=SMALL_MS),
+    ]
+    ctl = LadderController(rungs, SETTINGS, 0, clock)
+    run(ctl, clock, 12, 10.0, SMALL_MS)
+    decision = ctl.fault("tpu failing", fallback=1, retry_after_s=30.0)
+    assert decision is not None and decision.target == 1 and decision.immediate
+    ctl.switched(1)
+    # Not before the retry time, even though the TPU is predicted far faster.
+    assert run(ctl, clock, 25, BIG_MS, SMALL_MS) == []
+    switches = run(ctl, clock, 30, BIG_MS, SMALL_MS)
+    assert [s[1] for s in switches] == [0]
+    # A second failure doubles the wait.
+    ctl.fault("tpu failing again", fallback=1, retry_after_s=30.0)
+    assert rungs[0].available_from - clock.now == pytest.approx(60.0)
+
+
+def test_a_rung_that_fails_to_load_is_skipped_and_the_current_one_stays():
+    clock = Clock()
+    ctl = ladder(clock)
+    decision = None
+    while decision is None:
+        clock.now += 0.3
+        decision = ctl.observe(BIG_MS * 2)
+    ctl.failed(decision.target, retry_after_s=30.0)
+    assert ctl.position == 0 and ctl.pending is None
+    assert run(ctl, clock, 20, BIG_MS * 2, SMALL_MS * 2) == []  # the small rung is out for 30 s

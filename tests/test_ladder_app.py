@@ -1,0 +1,109 @@
+"""The real two-model ladder on a real video: a CPU hog makes it step down with the stream still flowing,
+and it steps back up when the hog stops. Waits are bounded generously; bench/ladder.py has the figures."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+from edgecam.detect import load_detector
+from edgecam.switcher import probe_ms
+
+from support import App, MjpegReader, wait_for
+
+pytestmark = pytest.mark.slow
+BIG, SMALL = "ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco"
+
+
+def burn(stop) -> None:
+    while not stop.is_set():
+        pass
+
+
+class CpuHog:
+    """Busy processes, more than there are cores; bounded in time even if a test forgets to stop them."""
+
+    def __init__(self, processes: int = 3, max_s: float = 120.0) -> None:
+        self.stop_event = multiprocessing.Event()
+        self.procs = [
+            multiprocessing.Process(target=burn, args=(self.stop_event,), daemon=True)
+            for _ in range(processes)
+        ]
+        self._timer = threading.Timer(max_s, self.stop)
+
+    def start(self) -> None:
+        for p in self.procs:
+            p.start()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for p in self.procs:
+            p.join(5)
+        self._timer.cancel()
+
+
+def big_model_idle_fps(model_dir) -> float:
+    return 1000.0 / probe_ms(load_detector(BIG, model_dir, threads=1), runs=8)
+
+
+def test_steps_down_under_load_and_back_up(tmp_path, model_dir, media_dir):
+    idle_fps = big_model_idle_fps(model_dir)
+    min_fps = round(
+        0.6 * idle_fps, 2
+    )  # under the big model's idle rate, above its rate with 3 hogs on 2 cores
+    app = App(
+        tmp_path, model_dir,
+        {
+            "camera": {"source": str(media_dir / "vtest.avi")},
+            "detector": {"ladder": [BIG, SMALL], "threads": 1, "min_fps": min_fps},
+            "adapt": {"down_after_s": 3, "up_after_s": 10, "up_margin": 1.2, "cooldown_s": 5},
+            "stream": {"fps": 30},
+        },
+    )  # fmt: skip
+    hog = CpuHog()
+    gaps: list[float] = []
+    reading = threading.Event()
+    reading.set()
+
+    def watch() -> None:
+        reader = MjpegReader(app.base + "/stream.mjpg")
+        last = time.monotonic()
+        while reading.is_set():
+            reader.part()
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+        reader.close()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        wait_for(lambda: app.status()["inference"]["frames"] >= 10, 60, what="inference to run")
+        assert app.status()["ladder"]["position"] == 0, app.log()
+        ids_before = max((t["id"] for t in app.status()["tracks"]), default=0)
+        watcher.start()
+        hog.start()
+        wait_for(lambda: app.status()["ladder"]["position"] == 1, 60, what="a step down under load")
+        down = app.status()["ladder"]["switches"][-1]
+        assert (down["from"], down["to"]) == (BIG, SMALL) and "fps <" in down["reason"]
+        time.sleep(3)  # the stream keeps flowing through and after the swap
+        hog.stop()
+        wait_for(lambda: app.status()["ladder"]["position"] == 0, 90, what="a step back up after the load")
+        status = app.status()
+        up = status["ladder"]["switches"][-1]
+        assert (up["from"], up["to"]) == (SMALL, BIG) and "predicted" in up["reason"]
+        assert len(status["ladder"]["switches"]) == 2
+        ids_after = max((t["id"] for t in status["tracks"]), default=ids_before)
+        assert ids_after >= ids_before  # one tracker through both swaps: ids continue, never restart
+    finally:
+        hog.stop()
+        reading.clear()
+        app.stop()
+    assert len(gaps) > 20
+    assert max(gaps) < 3.0, f"the stream paused for {max(gaps):.1f} s"
+    print(
+        f"\nbig model idle {idle_fps:.1f} fps, min_fps {min_fps}; {len(gaps)} parts, longest gap {max(gaps):.2f} s"
+    )
