@@ -105,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
             )  # fmt: skip
         p.set_defaults(handler=handler)
 
+    pw = sub.add_parser("password", help="set the stream password (stored as a salted hash)")
+    pwsub = pw.add_subparsers(title="password commands", required=True)
+    p = pwsub.add_parser("set", help="read a password from stdin (or generate one) and write its hash")
+    p.add_argument("--file", type=Path, required=True, help="where to write the hash, e.g. /etc/edgecam/auth")
+    p.add_argument("--generate", action="store_true", help="generate a password and print it once")
+    p.set_defaults(handler=_cmd_password_set)
+
     bench = sub.add_parser("bench", help="measure what things cost on this machine")
     bsub = bench.add_subparsers(title="benchmarks", required=True)
     p = bsub.add_parser("detector", help="invoke latency and FPS per model and thread count")
@@ -321,6 +328,28 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
         return _fail(f"fetch failed: {exc}")
     for result in results:
         print(f"{result.status.value:18} {result.file_id:34} {result.path}")
+    return 0
+
+
+def _cmd_password_set(args: argparse.Namespace) -> int:
+    import getpass
+
+    from edgecam.auth import generate_password, write_password_file
+
+    if args.generate:
+        password = generate_password()
+    elif sys.stdin.isatty():
+        password = getpass.getpass("new stream password: ")
+        if getpass.getpass("again: ") != password:
+            return _fail("the passwords differ; nothing written")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        return _fail("a stream password needs at least 8 characters; nothing written")
+    write_password_file(args.file, password)
+    if args.generate:
+        print(password)
+    print(f"password hash written to {args.file}", file=sys.stderr)
     return 0
 
 
