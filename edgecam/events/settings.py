@@ -1,0 +1,179 @@
+"""Config sections for events: ``mqtt``, ``zones``, ``lines`` and ``snapshots``.
+
+Same style as :mod:`edgecam.config` (frozen, unknown keys rejected, value rules with messages a user
+understands). The base class is repeated here rather than imported: ``edgecam.config`` imports these
+sections, so importing it back would be circular.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from edgecam.detect.labels import COCO_LABELS
+
+__all__ = [
+    "LineConfig",
+    "Lines",
+    "MqttConfig",
+    "SnapshotConfig",
+    "ZoneConfig",
+    "Zones",
+    "slug",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def slug(text: str) -> str:
+    """Lower-case letters, digits and ``_``: safe in MQTT topics, Home Assistant ids and file names."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "camera"
+
+
+def _hostname_slug() -> str:
+    return slug(socket.gethostname())
+
+
+def _between(lo: float, hi: float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo:g} and {hi:g}")
+        return value
+
+    return check
+
+
+def _known_label(label: str) -> str:
+    if label not in COCO_LABELS:
+        raise ValueError(f"unknown class '{label}' (see the labels in models/README.md)")
+    return label
+
+
+def _topic_part(value: str) -> str:
+    if not value or any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/"):
+        raise ValueError("must be a non-empty MQTT topic without +, # or a leading or trailing /")
+    return value
+
+
+def _slug_form(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", value):
+        raise ValueError("must be lower-case letters, digits, _ or - (it becomes part of MQTT topics)")
+    return value
+
+
+def _name_form(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _-]{0,63}", value):
+        raise ValueError("must be 1-64 letters, digits, spaces, _ or -, starting with a letter or digit")
+    return value
+
+
+Label = Annotated[str, AfterValidator(_known_label)]
+Port = Annotated[int, AfterValidator(_between(1, 65535))]
+Name = Annotated[str, AfterValidator(_name_form)]
+Point = tuple[
+    Annotated[float, AfterValidator(_between(0.0, 1.0))], Annotated[float, AfterValidator(_between(0.0, 1.0))]
+]
+
+
+class MqttConfig(_Section):
+    enabled: bool = Field(False, description="publish events and counts to an MQTT broker")
+    host: str = Field("localhost", description="broker host name or address")
+    port: Port = Field(1883, description="broker port (8883 is the usual TLS port)")
+    tls: bool = Field(False, description="connect with TLS")
+    ca_file: str | None = Field(None, description="CA certificate for TLS; null = the system's CAs")
+    username: str | None = Field(None, description="broker user name; null = anonymous")
+    password_file: str | None = Field(
+        None, description="file holding the broker password (never the password itself in this file)"
+    )
+    client_id: str = Field(
+        default_factory=lambda: f"edgecam-{_hostname_slug()}", description="MQTT client id (unique per box)"
+    )
+    base_topic: Annotated[str, AfterValidator(_topic_part)] = Field("edgecam", description="topic prefix")
+    camera_name: Annotated[str, AfterValidator(_slug_form)] = Field(
+        default_factory=_hostname_slug, description="this camera's name in topics and in Home Assistant"
+    )
+    snapshots_on_new_track: bool = Field(False, description="publish a JPEG to <base>/<camera>/snapshot")
+    queue_size: Annotated[int, AfterValidator(_between(1, 100_000))] = Field(
+        1000, description="events kept while the broker is away; the oldest are dropped (and counted)"
+    )
+    keepalive_s: Annotated[int, AfterValidator(_between(5, 3600))] = Field(
+        30, description="MQTT keepalive; the broker publishes the Last Will after 1.5 × this of silence"
+    )
+    discovery: bool = Field(True, description="publish Home Assistant MQTT discovery configs")
+    discovery_prefix: Annotated[str, AfterValidator(_topic_part)] = Field(
+        "homeassistant", description="Home Assistant's discovery prefix"
+    )
+
+
+def _polygon_area(points: list[tuple[float, float]]) -> float:
+    n = len(points)
+    return abs(
+        sum(points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1] for i in range(n))
+        / 2
+    )
+
+
+class ZoneConfig(_Section):
+    name: Name = Field(description="shown on the video, in the status and in MQTT topics")
+    points: list[Point] = Field(description="polygon corners [[x, y], …], normalized 0-1 (0,0 = top left)")
+    classes: list[Label] = Field(default_factory=list, description="classes counted; empty = every class")
+
+    @model_validator(mode="after")
+    def _shape(self) -> ZoneConfig:
+        if len(self.points) < 3:
+            raise ValueError(f"points: a zone needs at least 3 points (got {len(self.points)})")
+        if _polygon_area(list(self.points)) < 1e-6:
+            raise ValueError("points: the zone's points enclose no area")
+        return self
+
+
+class LineConfig(_Section):
+    name: Name = Field(description="shown on the video, in the status and in MQTT topics")
+    points: list[Point] = Field(
+        description="[[x1, y1], [x2, y2]], normalized 0-1; crossing from its left to its right "
+        "(walking from the first point to the second) is 'in'"
+    )
+    classes: list[Label] = Field(default_factory=list, description="classes counted; empty = every class")
+
+    @model_validator(mode="after")
+    def _shape(self) -> LineConfig:
+        if len(self.points) != 2:
+            raise ValueError(f"points: a line needs exactly 2 points (got {len(self.points)})")
+        (x1, y1), (x2, y2) = self.points
+        if abs(x1 - x2) < 1e-6 and abs(y1 - y2) < 1e-6:
+            raise ValueError("points: the line's two points are the same")
+        return self
+
+
+def _unique_names(items: list[Any]) -> list[Any]:
+    seen: dict[str, str] = {}
+    for item in items:
+        key = slug(item.name)
+        if key in seen:
+            if seen[key] == item.name:
+                raise ValueError(f"names must be unique (got '{item.name}' twice)")
+            raise ValueError(f"names must be unique in MQTT topics (got '{seen[key]}' and '{item.name}')")
+        seen[key] = item.name
+    return items
+
+
+Zones = Annotated[list[ZoneConfig], AfterValidator(_unique_names)]
+Lines = Annotated[list[LineConfig], AfterValidator(_unique_names)]
+
+
+class SnapshotConfig(_Section):
+    enabled: bool = Field(False, description="save a JPEG of the annotated frame when a track starts")
+    dir: str = Field("snapshots", description="folder; relative paths are relative to the config file")
+    max_files: Annotated[int, AfterValidator(_between(1, 1_000_000))] = Field(
+        500, description="the oldest files are deleted beyond this many"
+    )
+    max_bytes: Annotated[int, AfterValidator(_between(10_000, 1 << 40))] = Field(
+        200_000_000, description="the oldest files are deleted so the folder stays under this size"
+    )
+    classes: list[Label] = Field(default_factory=list, description="classes saved; empty = every class")
