@@ -1,0 +1,848 @@
+#!/usr/bin/env bash
+# edgecam installer for Raspberry Pi OS Bookworm/Trixie (aarch64) and plain Debian 12/13 (amd64/arm64).
+#
+#   sudo ./install.sh                      install (or update) and start the service
+#   sudo ./install.sh --offline DIR        install from a bundle: DIR/wheels, DIR/models, optional DIR/debs
+#   ./install.sh --bundle DIR [--arch aarch64] [--python 3.11] [--models-from DIR]
+#                                          make such a bundle on a networked machine
+#   sudo ./install.sh --uninstall [--purge]
+#
+# Options: --dry-run (print every action, change nothing), --no-start, --coral / --no-coral (default: install
+# Edge TPU support when a Coral is plugged in), --coral-std (the cooler, reduced-clock libedgetpu),
+# --coral-deb FILE and --coral-wheel FILE (a libedgetpu .deb / tflite_runtime wheel you bring), --log FILE.
+# A second run changes nothing and says so. A failing step is rolled back; the service is enabled only
+# after the config has been validated. Run with --help for this text.
+set -Eeuo pipefail
+umask 022
+
+# ---- layout -------------------------------------------------------------------------------------------------
+PREFIX=/opt/edgecam
+VENV=$PREFIX/venv
+STAMP=$PREFIX/.install-stamp
+ETC=/etc/edgecam
+CONFIG=$ETC/config.yaml
+AUTH_FILE=$ETC/auth
+STATE=/var/lib/edgecam
+MODELS=$STATE/models
+UNIT=/etc/systemd/system/edgecam.service
+DROPIN_DIR=/etc/systemd/system/edgecam.service.d
+UDEV_RULES=/etc/udev/rules.d/71-edgecam-edgetpu.rules
+SERVICE_USER=edgecam
+PY=/usr/bin/python3  # apt's Python: the venv must see apt's packages (never a pyenv/conda python3 on PATH)
+SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# ---- pins ---------------------------------------------------------------------------------------------------
+# Without a Coral: PyPI's last tflite-runtime (2.14.0, Python <= 3.11, numpy < 2), else ai-edge-litert.
+TFLITE_PYPI=tflite-runtime==2.14.0
+LITERT_PYPI='ai-edge-litert>=1.0,<3'
+# With a Coral the Edge TPU delegate (libedgetpu) must be built against the same TensorFlow as the runtime,
+# or it segfaults. No libedgetpu exists for TF 2.14 (feranick/libedgetpu, the maintained builds, has 2.11.1,
+# 2.12.1, 2.13.1, 2.15.0, 2.16.1, 2.17.0, 2.17.1 and 2.18.1), so with a Coral we install the matched pair
+# Frigate ships and has proven in the field: libedgetpu 16.0tf2.17.1 with feranick's tflite_runtime 2.17.1
+# wheel for Python 3.11 (Bookworm). Checksums: not recorded yet (the release assets could not be reached when
+# this was written). While a CORAL_*_SHA256 below is empty the file is fetched over HTTPS from the pinned URL
+# and its sha256 is printed for you to compare; once it is filled in, a mismatch stops the install.
+CORAL_TF=2.17.1
+CORAL_DEB_VERSION=16.0tf2.17.1-1
+CORAL_DEB_URL=https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1
+CORAL_WHEEL_URL=https://github.com/feranick/TFlite-builds/releases/download/v2.17.1
+CORAL_DEB_SHA256_arm64=""
+CORAL_DEB_SHA256_amd64=""
+CORAL_WHEEL_SHA256_aarch64=""
+CORAL_WHEEL_SHA256_x86_64=""
+CORAL_USB_IDS=("1a6e:089a" "18d1:9302")  # before and after the firmware load (it re-enumerates)
+
+# ---- options ------------------------------------------------------------------------------------------------
+DRY_RUN=0 NO_START=0 UNINSTALL=0 PURGE=0
+OFFLINE="" BUNDLE="" BUNDLE_ARCH="" BUNDLE_PY="" CORAL_MODE=auto CORAL_CLOCK=max CORAL_DEB="" CORAL_WHEEL=""
+MODELS_FROM=()
+LOG=/var/log/edgecam-install.log
+
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 2; }
+need_arg() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value"; fi; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --dry-run) DRY_RUN=1 ;;
+        --no-start) NO_START=1 ;;
+        --offline) need_arg "$@"; OFFLINE=$(realpath -m "$2"); shift ;;
+        --bundle) need_arg "$@"; BUNDLE=$(realpath -m "$2"); shift ;;
+        --arch) need_arg "$@"; BUNDLE_ARCH=$2; shift ;;
+        --python) need_arg "$@"; BUNDLE_PY=$2; shift ;;
+        --models-from) need_arg "$@"; MODELS_FROM+=("$(realpath -m "$2")"); shift ;;
+        --coral) CORAL_MODE=yes ;;
+        --no-coral) CORAL_MODE=no ;;
+        --coral-std) CORAL_CLOCK=std ;;
+        --coral-deb) need_arg "$@"; CORAL_DEB=$(realpath -m "$2"); CORAL_MODE=yes; shift ;;
+        --coral-wheel) need_arg "$@"; CORAL_WHEEL=$(realpath -m "$2"); CORAL_MODE=yes; shift ;;
+        --uninstall) UNINSTALL=1 ;;
+        --purge) UNINSTALL=1; PURGE=1 ;;
+        --log) need_arg "$@"; LOG=$2; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown option '$1' (see --help)" ;;
+    esac
+    shift
+done
+
+# ---- output, actions, rollback --------------------------------------------------------------------------------
+STEP=0 TOTAL=9 STEP_NAME="" CHANGED=0 FINISHED=0
+UNDO=()
+
+say() { printf '%s\n' "$*"; }
+note() { printf '      %s\n' "$*"; }
+changed() { CHANGED=1; ((DRY_RUN)) || printf '      %s\n' "$*"; }
+step() {
+    STEP=$((STEP + 1)) STEP_NAME=$1 UNDO=()
+    printf '[%d/%d] %s…\n' "$STEP" "$TOTAL" "$1"
+}
+fail() {
+    printf '\n[%d/%d] FAILED: %s\n' "$STEP" "$TOTAL" "$*" >&2
+    exit 1
+}
+quote() { local out="" a; for a in "$@"; do out+=" $(printf '%q' "$a")"; done; printf '%s' "${out# }"; }
+# Run a command, its output going to the log; with --dry-run only print it.
+run() {
+    if ((DRY_RUN)); then note "would run: $(quote "$@")"; return 0; fi
+    printf '+ %s\n' "$(quote "$@")" >>"$LOG"
+    "$@" >>"$LOG" 2>&1
+}
+# Register how to undo what the current step just did (run in reverse order if the step fails).
+on_undo() { UNDO+=("$(quote "$@")"); }
+rollback() {
+    local i
+    for ((i = ${#UNDO[@]} - 1; i >= 0; i--)); do
+        printf '      undo: %s\n' "${UNDO[i]}" >&2
+        eval "${UNDO[i]}" >>"$LOG" 2>&1 || printf '      (undo failed: %s)\n' "${UNDO[i]}" >&2
+    done
+}
+on_exit() {
+    local rc=$?
+    [ "$rc" -eq 0 ] || [ "$STEP" -eq 0 ] || ((FINISHED)) || {
+        [ -z "${ERR_AT:-}" ] || printf '      (stopped at %s)\n' "$ERR_AT" >&2
+        if ((${#UNDO[@]})); then
+            printf '      rolling back step %d (%s)\n' "$STEP" "$STEP_NAME" >&2
+            rollback
+        fi
+        if [ -f "$LOG" ] && ! ((DRY_RUN)); then
+            printf '      last lines of %s:\n' "$LOG" >&2
+            tail -n 15 "$LOG" | sed 's/^/        | /' >&2
+        fi
+        printf 'edgecam was not (fully) installed; fix the problem above and run the installer again.\n' >&2
+    }
+    [ -z "${TMP_DIR:-}" ] || rm -rf "$TMP_DIR"
+}
+trap on_exit EXIT
+trap 'ERR_AT="line $LINENO: $BASH_COMMAND"' ERR
+TMP_DIR=$(mktemp -d)
+
+have() { command -v "$1" >/dev/null 2>&1; }
+systemd_running() { [ -d /run/systemd/system ]; }
+pkg_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+pkg_candidate() {  # the version apt would install, or nothing
+    apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { if ($2 != "(none)") print $2 }'
+}
+file_sha256() { sha256sum "$1" | cut -d' ' -f1; }
+
+# Put CONTENT (a file) at DEST with MODE and OWNER:GROUP; report whether anything changed.
+install_file() {
+    local src=$1 dest=$2 mode=$3 owner=$4
+    if [ -f "$dest" ] && cmp -s "$src" "$dest"; then
+        fix_perms "$dest" "$mode" "$owner"
+        return 0
+    fi
+    if ((DRY_RUN)); then note "would write $dest ($mode $owner)"; return 0; fi
+    local tmp
+    tmp=$(mktemp "$dest.XXXXXX")
+    cat "$src" >"$tmp"
+    chmod "$mode" "$tmp"
+    chown "$owner" "$tmp"
+    mv -f "$tmp" "$dest"
+    changed "wrote $dest"
+}
+fix_perms() {
+    local path=$1 mode=$2 owner=$3 cur
+    cur="$(stat -c '%a %U:%G' "$path")"
+    [ "$cur" != "${mode#0} $owner" ] || return 0
+    if ((DRY_RUN)); then note "would set $path to $mode $owner (now $cur)"; return 0; fi
+    chmod "$mode" "$path"
+    chown "$owner" "$path"
+    changed "set $path to $mode $owner"
+}
+ensure_dir() {
+    local path=$1 mode=$2 owner=$3
+    if [ -d "$path" ]; then fix_perms "$path" "$mode" "$owner"; return 0; fi
+    if ((DRY_RUN)); then note "would create $path ($mode $owner)"; return 0; fi
+    mkdir -p "$path"
+    on_undo rmdir "$path"
+    chmod "$mode" "$path"
+    chown "$owner" "$path"
+    changed "created $path"
+}
+
+# ---- facts about this machine ---------------------------------------------------------------------------------
+MACHINE=$(uname -m)
+case $MACHINE in aarch64) DEB_ARCH=arm64 ;; x86_64) DEB_ARCH=amd64 ;; *) DEB_ARCH=$MACHINE ;; esac
+OS_ID="" OS_CODENAME="" OS_NAME="" IS_RPI_OS=0
+if [ -r /etc/os-release ]; then
+    # shellcheck disable=SC1091
+    OS_ID=$(. /etc/os-release && echo "${ID:-}")
+    # shellcheck disable=SC1091
+    OS_CODENAME=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    # shellcheck disable=SC1091
+    OS_NAME=$(. /etc/os-release && echo "${PRETTY_NAME:-}")
+fi
+if [ -f /etc/rpi-issue ] || grep -rqs 'archive.raspberrypi' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    IS_RPI_OS=1
+fi
+
+python_version() {  # X.Y of the system python3, or nothing
+    if [ -x "$PY" ]; then "$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true; fi
+}
+runtime_for() {  # the TFLite runtime to use for Python X.Y and coral yes/no
+    local py=$1 coral=$2
+    if [ "$coral" = yes ]; then echo "tflite_runtime $CORAL_TF (matched with libedgetpu $CORAL_DEB_VERSION)"
+    elif [ "$(printf '%s\n' "$py" 3.11 | sort -V | tail -1)" = 3.11 ]; then echo "$TFLITE_PYPI"
+    else echo "$LITERT_PYPI"; fi
+}
+runtime_module() { case $1 in ai-edge-litert*) echo ai_edge_litert ;; *) echo tflite_runtime ;; esac; }
+
+# USB devices as "vendor:product speed busdir" lines, from sysfs.
+usb_devices() {
+    local d
+    for d in /sys/bus/usb/devices/*; do
+        [ -r "$d/idVendor" ] || continue
+        printf '%s:%s %s %s\n' "$(cat "$d/idVendor")" "$(cat "$d/idProduct")" "$(cat "$d/speed" 2>/dev/null || echo ?)" "$d"
+    done
+}
+coral_usb() {  # prints "id speed" of the first Coral on USB
+    local id
+    for id in "${CORAL_USB_IDS[@]}"; do
+        usb_devices | awk -v id="$id" '$1 == id { print $1, $2; exit }' | grep . && return 0
+    done
+    return 1
+}
+
+# =============================================================================================================
+# --bundle: make an offline bundle on a networked machine
+# =============================================================================================================
+make_bundle() {
+    local arch=${BUNDLE_ARCH:-$MACHINE} py=${BUNDLE_PY:-} pip_py=${PYTHON:-python3} coral=no
+    [ -n "$py" ] || py=$("$pip_py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    case $arch in aarch64|arm64) arch=aarch64 ;; x86_64|amd64) arch=x86_64 ;; *) die "--arch: aarch64 or x86_64 (got $arch)" ;; esac
+    [[ $py =~ ^3\.[0-9]+$ ]] || die "--python: X.Y, e.g. 3.11 (got $py)"
+    [ "$CORAL_MODE" = yes ] && coral=yes
+    local abi="cp${py/./}" runtime
+    runtime=$(runtime_for "$py" "$coral")
+    TOTAL=4
+    say "Making an offline bundle in $BUNDLE for $arch, Python $py (runtime: $runtime)"
+    "$pip_py" -m pip --version >/dev/null 2>&1 || die "$pip_py has no pip (apt-get install python3-pip, or set PYTHON=)"
+
+    step "Copying the installer, unit and default config"
+    run mkdir -p "$BUNDLE/wheels" "$BUNDLE/models" "$BUNDLE/systemd"
+    run cp "$SRC_DIR/install.sh" "$BUNDLE/install.sh"
+    run cp "$SRC_DIR/config.yaml" "$BUNDLE/config.yaml"
+    run cp "$SRC_DIR/systemd/edgecam.service" "$BUNDLE/systemd/edgecam.service"
+
+    step "Building edgecam's wheel and downloading every pip dependency for $arch / Python $py"
+    run rm -f "$BUNDLE"/wheels/edgecam-*.whl
+    run "$pip_py" -m pip wheel --quiet --no-deps --disable-pip-version-check -w "$BUNDLE/wheels" "$SRC_DIR"
+    local platforms=() v
+    for v in 36 34 31 28 27 26 24 17; do platforms+=(--platform "manylinux_2_${v}_$arch"); done
+    platforms+=(--platform "manylinux2014_$arch" --platform "linux_$arch")
+    local reqs=() wheel
+    wheel=$(find "$BUNDLE/wheels" -name 'edgecam-*.whl' -print -quit 2>/dev/null || true)
+    ((DRY_RUN)) && wheel=${wheel:-$BUNDLE/wheels/edgecam-0-py3-none-any.whl}
+    reqs+=("$wheel")
+    if [ "$coral" = yes ]; then
+        local whl="tflite_runtime-$CORAL_TF-$abi-$abi-linux_$arch.whl"
+        if [ -n "$CORAL_WHEEL" ]; then run cp "$CORAL_WHEEL" "$BUNDLE/wheels/"
+        else download "$CORAL_WHEEL_URL/$whl" "$BUNDLE/wheels/$whl" "$(coral_wheel_sha "$arch")"; fi
+        reqs+=("numpy<2")
+    elif [ "$runtime" = "$TFLITE_PYPI" ]; then reqs+=("$TFLITE_PYPI" "numpy<2")
+    else reqs+=("$LITERT_PYPI"); fi
+    run "$pip_py" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+        "${platforms[@]}" --python-version "$py" --implementation cp --abi "$abi" \
+        --find-links "$BUNDLE/wheels" -d "$BUNDLE/wheels" "${reqs[@]}"
+    if [ "$coral" = yes ]; then
+        local deb_arch=arm64; [ "$arch" = x86_64 ] && deb_arch=amd64
+        run mkdir -p "$BUNDLE/debs"
+        local deb="libedgetpu1-${CORAL_CLOCK}_${CORAL_DEB_VERSION}.bookworm_$deb_arch.deb"
+        if [ -n "$CORAL_DEB" ]; then run cp "$CORAL_DEB" "$BUNDLE/debs/"
+        else download "$CORAL_DEB_URL/$deb" "$BUNDLE/debs/$deb" "$(coral_deb_sha "$deb_arch")"; fi
+    fi
+
+    step "Fetching and verifying the models"
+    local edgecam_cmd=() from=() ids=() d
+    if [ -n "${EDGECAM_BIN:-}" ]; then edgecam_cmd=("$EDGECAM_BIN")
+    elif have edgecam; then edgecam_cmd=(edgecam)
+    else
+        run "$pip_py" -m venv "$TMP_DIR/venv"
+        run "$TMP_DIR/venv/bin/pip" install --quiet --disable-pip-version-check "$wheel"
+        edgecam_cmd=("$TMP_DIR/venv/bin/edgecam")
+    fi
+    for d in "${MODELS_FROM[@]}"; do from+=(--from "$d"); done
+    [ "$coral" = yes ] && ids=(ssd_mobilenet_v1_coco ssdlite_mobilenet_v2_a050_coco coco_labels sample_video
+        ssd_mobilenet_v2_coco ssd_mobilenet_v2_coco_edgetpu)
+    run "${edgecam_cmd[@]}" models fetch --model-dir "$BUNDLE/models" "${from[@]}" "${ids[@]}"
+
+    step "Writing the bundle's description"
+    if ! ((DRY_RUN)); then
+        {
+            echo "edgecam offline bundle"
+            echo "target: $arch python $py coral $coral runtime $runtime"
+            echo "made: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m)"
+            (cd "$BUNDLE" && find wheels models debs -type f 2>/dev/null | sort | xargs -r sha256sum)
+        } >"$BUNDLE/BUNDLE.txt"
+    fi
+    FINISHED=1
+    say ""
+    say "Bundle ready: $BUNDLE ($(du -sh "$BUNDLE" 2>/dev/null | cut -f1))."
+    say "Copy it to the Pi and run:  sudo $BUNDLE/install.sh --offline $BUNDLE"
+    say "apt packages are not in it: the Pi needs them from its apt sources, or put their .deb files in $BUNDLE/debs/"
+    say "(e.g. apt-get download on a machine of the same OS and architecture)."
+}
+
+coral_deb_sha() { case $1 in arm64) echo "$CORAL_DEB_SHA256_arm64" ;; amd64) echo "$CORAL_DEB_SHA256_amd64" ;; esac; }
+coral_wheel_sha() { case $1 in aarch64) echo "$CORAL_WHEEL_SHA256_aarch64" ;; x86_64) echo "$CORAL_WHEEL_SHA256_x86_64" ;; esac; }
+
+# Download URL to DEST over HTTPS; verify SHA256 when one is pinned, else print it for the user to compare.
+download() {
+    local url=$1 dest=$2 sha=${3:-}
+    if ((DRY_RUN)); then note "would download $url"; return 0; fi
+    local py=$PY
+    [ -x "$py" ] || py=python3
+    have "$py" || fail "python3 is needed to download $url"
+    "$py" - "$url" "$dest.part" <<'EOF' >>"$LOG" 2>&1 || fail "could not download $url (no network? bring the file with --coral-deb/--coral-wheel or --offline)"
+import shutil, sys, urllib.request
+req = urllib.request.Request(sys.argv[1], headers={"User-Agent": "edgecam-install"})
+with urllib.request.urlopen(req, timeout=60) as r, open(sys.argv[2], "wb") as out:
+    shutil.copyfileobj(r, out)
+EOF
+    check_sha "$dest.part" "$sha" "$url"
+    mv -f "$dest.part" "$dest"
+}
+check_sha() {
+    local file=$1 sha=$2 what=$3 actual
+    actual=$(file_sha256 "$file")
+    if [ -n "$sha" ]; then
+        [ "$actual" = "$sha" ] || { rm -f "$file"; fail "$what: sha256 $actual does not match the pinned $sha; not installed"; }
+        note "sha256 verified: $(basename "$what")"
+    else
+        note "sha256 of $(basename "$what"): $actual"
+        note "(no checksum is pinned for it yet: compare with the one published beside the release)"
+    fi
+}
+
+# =============================================================================================================
+# --uninstall
+# =============================================================================================================
+uninstall() {
+    TOTAL=3
+    step "Stopping and removing the service"
+    if [ -f "$UNIT" ] || [ -d "$DROPIN_DIR" ]; then
+        if have systemctl; then
+            if systemd_running; then run systemctl disable --now edgecam.service || true
+            else run systemctl disable edgecam.service || true; fi
+        fi
+        run rm -rf "$UNIT" "$DROPIN_DIR" /etc/systemd/system/multi-user.target.wants/edgecam.service
+        systemd_running && run systemctl daemon-reload
+        changed "removed $UNIT"
+    else
+        note "no service installed"
+    fi
+    step "Removing the code, venv and udev rules"
+    local p
+    for p in "$PREFIX" "$UDEV_RULES"; do
+        if [ -e "$p" ]; then run rm -rf "$p"; changed "removed $p"; fi
+    done
+    step "Config, models and the edgecam user"
+    if ((PURGE)); then
+        for p in "$ETC" "$STATE"; do
+            if [ -e "$p" ]; then run rm -rf "$p"; changed "removed $p"; fi
+        done
+        if id "$SERVICE_USER" >/dev/null 2>&1; then run userdel "$SERVICE_USER"; changed "removed user $SERVICE_USER"; fi
+    else
+        note "kept $ETC (config, password hash), $STATE (models, state) and the $SERVICE_USER user; --purge removes them"
+    fi
+    note "apt packages (python3-numpy, python3-opencv, …) are left installed: other software may use them"
+    FINISHED=1
+    if ((CHANGED)); then say "edgecam removed."; else say "Nothing to remove: edgecam is not installed."; fi
+}
+
+# =============================================================================================================
+# install
+# =============================================================================================================
+FAILS=0 HAS_CORAL=0 CORAL_DESC=""
+check_line() {  # status what [advice]
+    local status=$1 what=$2 advice=${3:-}
+    printf '      %-4s %s\n' "$status" "$what"
+    [ -z "$advice" ] || printf '           → %s\n' "$advice"
+    [ "$status" != FAIL ] || FAILS=$((FAILS + 1))
+}
+
+preflight() {
+    step "Checking this machine"
+    # root
+    if [ "$(id -u)" -eq 0 ]; then check_line ok "running as root"
+    elif ((DRY_RUN)); then check_line warn "not root (fine for --dry-run)"
+    else check_line FAIL "not running as root" "run it with sudo: sudo $0"; fi
+    # OS and version
+    if ! have apt-get || ! have dpkg-query; then
+        check_line FAIL "no apt/dpkg: ${OS_NAME:-unknown OS}" "edgecam installs on Raspberry Pi OS or Debian 12/13"
+    else
+        local what="${OS_NAME:-unknown OS}"; ((IS_RPI_OS)) && what="Raspberry Pi OS ($OS_NAME)"
+        case "$OS_ID:$OS_CODENAME" in
+            debian:bookworm|debian:trixie|raspbian:bookworm|raspbian:trixie) check_line ok "$what" ;;
+            *) check_line warn "$what: not a tested release" "tested: Raspberry Pi OS / Debian bookworm (12) and trixie (13); carrying on" ;;
+        esac
+    fi
+    # architecture
+    case $MACHINE in
+        aarch64|x86_64) check_line ok "architecture $MACHINE" ;;
+        armv7l|armv6l) check_line FAIL "32-bit OS ($MACHINE)" "TFLite wheels exist for 64-bit only: install the 64-bit Raspberry Pi OS" ;;
+        *) check_line FAIL "architecture $MACHINE" "edgecam supports aarch64 (Pi 4/5) and x86_64" ;;
+    esac
+    # Python
+    local py; py=$(python_version)
+    if [ -z "$py" ]; then check_line ok "Python 3: not installed yet (apt installs python3 in step 2)"
+    elif [ "$(printf '%s\n' "$py" 3.10 | sort -V | head -1)" != 3.10 ]; then
+        check_line FAIL "Python $py is too old" "edgecam needs Python ≥ 3.10 (Bookworm has 3.11)"
+    else check_line ok "Python $py → $(runtime_for "$py" no)"; fi
+    # free disk
+    local free_mb
+    free_mb=$(df -Pm "$(dirname "$PREFIX")" | awk 'NR == 2 { print $4 }')
+    if [ "${free_mb:-0}" -lt 800 ]; then check_line FAIL "only ${free_mb} MB free on $(dirname "$PREFIX")" "free at least 1.5 GB (apt's OpenCV and the venv)"
+    elif [ "$free_mb" -lt 2000 ]; then check_line warn "${free_mb} MB free on $(dirname "$PREFIX")" "about 1.5 GB is needed; it may get tight"
+    else check_line ok "${free_mb} MB free disk"; fi
+    # network or bundle
+    if [ -n "$OFFLINE" ]; then
+        if [ -d "$OFFLINE/wheels" ] && [ -d "$OFFLINE/models" ] && compgen -G "$OFFLINE/wheels/edgecam-*.whl" >/dev/null; then
+            check_line ok "offline bundle $OFFLINE ($(find "$OFFLINE/wheels" -name '*.whl' | wc -l) wheels)"
+        else
+            check_line FAIL "offline bundle $OFFLINE is incomplete (needs wheels/edgecam-*.whl and models/)" \
+                "make one on a networked machine: ./install.sh --bundle DIR --arch $MACHINE --python X.Y"
+        fi
+    elif ((DRY_RUN)); then check_line ok "network not checked (--dry-run)"
+    elif timeout 8 bash -c 'exec 3<>/dev/tcp/pypi.org/443' 2>/dev/null; then check_line ok "network: pypi.org reachable"
+    else check_line FAIL "cannot reach pypi.org:443" "connect the box to the internet, or install from a bundle: --offline DIR"; fi
+    # camera
+    local videos cams=""
+    videos=$(compgen -G '/dev/video*' | tr '\n' ' ' || true)
+    for cmd in rpicam-hello libcamera-hello; do
+        if have "$cmd"; then cams=$(timeout 15 "$cmd" --list-cameras 2>/dev/null | grep -cE '^[0-9]+ : ' || true); break; fi
+    done
+    if [ -n "$cams" ] && [ "$cams" -gt 0 ]; then check_line ok "camera: $cams libcamera camera(s)"
+    elif [ -n "$videos" ]; then check_line ok "camera: ${videos% }"
+    else check_line warn "no camera found (no libcamera camera, no /dev/video*)" "edgecam still runs: it shows 'no signal' and uses the sample video until a camera appears"; fi
+    # Coral
+    local usb
+    if usb=$(coral_usb); then
+        HAS_CORAL=1
+        local id=${usb%% *} speed=${usb##* }
+        CORAL_DESC="USB Coral $id"
+        if [ "$speed" = "?" ]; then check_line ok "Coral USB accelerator ($id)"
+        elif [ "${speed%%.*}" -ge 5000 ]; then check_line ok "Coral USB accelerator ($id) on USB 3 (${speed} Mb/s)"
+        else check_line warn "Coral USB accelerator ($id) at ${speed} Mb/s (USB 2)" "plug it into a blue USB 3 port: USB 2 makes inference several times slower"; fi
+    elif compgen -G '/dev/apex_*' >/dev/null; then
+        HAS_CORAL=1 CORAL_DESC="PCIe/M.2 Coral (/dev/apex_0)"
+        check_line ok "Coral PCIe/M.2 accelerator (/dev/apex_0)"
+    else
+        check_line ok "no Coral Edge TPU found (CPU models)"
+    fi
+    case $CORAL_MODE in
+        auto) ((HAS_CORAL)) && CORAL_MODE=yes || CORAL_MODE=no ;;
+        yes) ((HAS_CORAL)) || note "--coral: installing Edge TPU support without a Coral plugged in" ;;
+    esac
+    if [ "$CORAL_MODE" = yes ] && [ -n "$py" ] && [ "$py" != 3.11 ] && [ -z "$CORAL_WHEEL" ]; then
+        check_line FAIL "Coral with Python $py: no verified tflite_runtime/libedgetpu pair is pinned for it" \
+            "the proven pair is for Python 3.11 (Bookworm); bring a matched pair with --coral-wheel FILE --coral-deb FILE, or use --no-coral"
+    fi
+    # systemd
+    if systemd_running; then check_line ok "systemd is running"
+    else check_line warn "systemd is not running here (container or chroot)" "the service is installed but not started"; fi
+    ((FAILS == 0)) || fail "$FAILS check(s) failed; nothing was changed"
+}
+
+APT_PKGS=()
+apt_step() {
+    step "Installing system packages (apt)"
+    APT_PKGS=(python3 python3-venv python3-numpy python3-opencv python3-yaml python3-scipy)
+    [ -n "$OFFLINE" ] || APT_PKGS+=(ca-certificates)
+    local cand
+    cand=$(pkg_candidate python3-picamera2)
+    if [ -n "$cand" ] || pkg_installed python3-picamera2; then APT_PKGS+=(python3-picamera2)
+    else
+        note "python3-picamera2 is not in this distribution's apt sources (plain Debian): the Pi camera is"
+        note "unavailable; V4L2 (USB) cameras, RTSP/HTTP streams and video files work"
+    fi
+    cand=$(pkg_candidate python3-pydantic)
+    if [ -n "$cand" ] && [ "${cand%%.*}" -ge 2 ] 2>/dev/null; then APT_PKGS+=(python3-pydantic)
+    else note "apt's python3-pydantic is ${cand:-missing} (v1): pydantic 2 goes into the venv with pip"; fi
+    [ "$CORAL_MODE" = yes ] && APT_PKGS+=(libusb-1.0-0)
+    local missing=() p
+    for p in "${APT_PKGS[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+    if [ ${#missing[@]} -eq 0 ]; then note "already installed: ${APT_PKGS[*]}"; return 0; fi
+    export DEBIAN_FRONTEND=noninteractive
+    if [ -n "$OFFLINE" ] && compgen -G "$OFFLINE/debs/*.deb" >/dev/null; then
+        note "installing from $OFFLINE/debs"
+        run apt-get install -y --no-install-recommends "$OFFLINE"/debs/*.deb ||
+            fail "apt could not install the bundle's .deb files (see $LOG)"
+        missing=(); for p in "${APT_PKGS[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+        [ ${#missing[@]} -eq 0 ] && { changed "installed from the bundle"; return 0; }
+    fi
+    note "installing ${missing[*]} (this takes a few minutes)"
+    run apt-get update -q || fail "apt-get update failed: check the network and /etc/apt/sources.list (see $LOG)"
+    run apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+        fail "apt-get install ${missing[*]} failed (see $LOG)"
+    changed "installed ${missing[*]}"
+}
+
+user_step() {
+    step "Creating the $SERVICE_USER user and directories"
+    if id "$SERVICE_USER" >/dev/null 2>&1; then note "user $SERVICE_USER exists"
+    else
+        run useradd --system --user-group --home-dir "$STATE" --no-create-home --shell /usr/sbin/nologin \
+            --comment "edgecam camera service" "$SERVICE_USER"
+        on_undo userdel "$SERVICE_USER"
+        changed "created system user $SERVICE_USER"
+    fi
+    local groups=(video) g
+    if [ "$CORAL_MODE" = yes ]; then
+        groups+=(plugdev apex)
+        getent group apex >/dev/null || { run groupadd --system apex; changed "created group apex"; }
+    fi
+    for g in "${groups[@]}"; do
+        getent group "$g" >/dev/null || { note "group $g does not exist: skipped"; continue; }
+        if id -nG "$SERVICE_USER" 2>/dev/null | tr ' ' '\n' | grep -qx "$g"; then continue; fi
+        run usermod -a -G "$g" "$SERVICE_USER"
+        changed "added $SERVICE_USER to group $g"
+    done
+    local grp=$SERVICE_USER
+    ((DRY_RUN)) && ! id "$SERVICE_USER" >/dev/null 2>&1 && grp=root
+    ensure_dir "$PREFIX" 0755 root:root
+    ensure_dir "$ETC" 0750 "root:$grp"
+    ensure_dir "$STATE" 0750 "root:$grp"
+    ensure_dir "$MODELS" 0750 "root:$grp"
+    ensure_dir "$STATE/state" 0750 "$([ "$grp" = root ] && echo root || echo "$SERVICE_USER"):$grp"
+}
+
+# The edgecam wheel (offline) or source tree (online), and a fingerprint of it for the stamp.
+edgecam_requirement() {
+    if [ -n "$OFFLINE" ]; then
+        find "$OFFLINE/wheels" -name 'edgecam-*.whl' -print | sort -V | tail -1
+    elif [ -f "$SRC_DIR/pyproject.toml" ]; then echo "$SRC_DIR"
+    else fail "no edgecam source here ($SRC_DIR has no pyproject.toml) and no --offline bundle"; fi
+}
+source_fingerprint() {
+    local req=$1
+    if [ -f "$req" ]; then file_sha256 "$req"
+    else (cd "$req" && find pyproject.toml edgecam -type f \( -name '*.py' -o -name '*.toml' -o -name '*.yaml' -o -path '*/static/*' \) \
+        -not -path '*/__pycache__/*' | sort | xargs sha256sum | sha256sum | cut -d' ' -f1); fi
+}
+
+RUNTIME="" RUNTIME_MODULE=""
+venv_step() {
+    step "Installing the TFLite runtime and edgecam into $VENV"
+    local py; py=$(python_version)
+    if [ -z "$py" ] && ((DRY_RUN)); then py=3.11; fi
+    [ -n "$py" ] || fail "python3 is missing after the apt step"
+    RUNTIME=$(runtime_for "$py" "$CORAL_MODE")
+    RUNTIME_MODULE=$(runtime_module "$RUNTIME")
+    note "Python $py → $RUNTIME"
+    local req runtime_req
+    req=$(edgecam_requirement)
+    [ -n "$req" ] || fail "no edgecam wheel in $OFFLINE/wheels"
+    if [ "$CORAL_MODE" = yes ]; then
+        runtime_req=$(coral_wheel "$py")
+    else
+        runtime_req=${RUNTIME}
+    fi
+    # pip must never replace apt's numpy (apt's picamera2/simplejpeg/OpenCV are built against it), nor
+    # apt's scipy and PyYAML: pin each to the version apt installed.
+    local constraints=$TMP_DIR/constraints.txt
+    : >"$constraints"
+    if [ -x "$PY" ]; then
+        "$PY" - >"$constraints" <<'EOF' || true
+import importlib.metadata as md
+for dist in ("numpy", "scipy", "PyYAML"):
+    try:
+        print(f"{dist}=={md.version(dist)}")
+    except md.PackageNotFoundError:
+        pass
+EOF
+    fi
+    local stamp
+    stamp="py=$py runtime=$runtime_req edgecam=$(source_fingerprint "$req") pins=$(tr '\n' ' ' <"$constraints")"
+    if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$stamp" ] &&
+        "$VENV/bin/python" -c "import edgecam, $RUNTIME_MODULE" 2>/dev/null; then
+        note "already up to date ($(tr ' ' '\n' <"$constraints" | paste -sd' '))"
+        return 0
+    fi
+    local pip_opts=(--disable-pip-version-check --no-input --prefer-binary --constraint "$constraints")
+    [ -n "$OFFLINE" ] && pip_opts+=(--no-index --find-links "$OFFLINE/wheels")
+    if [ -e "$VENV" ]; then
+        run rm -rf "$VENV.old"
+        run mv "$VENV" "$VENV.old"
+        on_undo mv "$VENV.old" "$VENV"
+    fi
+    on_undo rm -rf "$VENV"
+    run "$PY" -m venv --system-site-packages "$VENV"
+    note "pip install (log: $LOG)"
+    run "$VENV/bin/pip" install "${pip_opts[@]}" "$req" "$runtime_req" ||
+        fail "pip could not install edgecam and $runtime_req (see $LOG)"
+    if ! ((DRY_RUN)); then
+        local check
+        check=$("$VENV/bin/python" - "$RUNTIME_MODULE" 2>>"$LOG" <<'EOF'
+import importlib, sys
+import numpy, edgecam, edgecam.config
+rt = importlib.import_module(sys.argv[1] + ".interpreter")
+print(f"edgecam {edgecam.__version__}, {sys.argv[1]}, numpy {numpy.__version__} ({numpy.__file__})")
+EOF
+        ) || fail "the new venv cannot import edgecam with $RUNTIME_MODULE (see $LOG)"
+        note "$check"
+        echo "$stamp" >"$STAMP"
+    fi
+    run rm -rf "$VENV.old"
+    changed "installed edgecam and $RUNTIME into $VENV"
+}
+
+coral_wheel() {  # the tflite_runtime wheel matched with libedgetpu
+    local py=$1 abi whl
+    abi="cp${py/./}"
+    whl="tflite_runtime-$CORAL_TF-$abi-$abi-linux_$MACHINE.whl"
+    if [ -n "$CORAL_WHEEL" ]; then echo "$CORAL_WHEEL"; return; fi
+    if [ -n "$OFFLINE" ] && [ -f "$OFFLINE/wheels/$whl" ]; then echo "$OFFLINE/wheels/$whl"; return; fi
+    [ -z "$OFFLINE" ] || fail "the bundle has no $whl (make it with --bundle DIR --coral, or pass --coral-wheel FILE)"
+    mkdir -p /var/cache/edgecam
+    [ -f "/var/cache/edgecam/$whl" ] || download "$CORAL_WHEEL_URL/$whl" "/var/cache/edgecam/$whl" "$(coral_wheel_sha "$MACHINE")" >&2
+    echo "/var/cache/edgecam/$whl"
+}
+
+coral_step() {
+    step "Edge TPU support (libedgetpu, udev rules)"
+    if [ "$CORAL_MODE" != yes ]; then note "skipped: no Coral found (use --coral to install its support anyway)"; return 0; fi
+    local pkg="libedgetpu1-$CORAL_CLOCK" deb="libedgetpu1-${CORAL_CLOCK}_${CORAL_DEB_VERSION}.bookworm_$DEB_ARCH.deb" file
+    if pkg_installed "$pkg" && [ "$(dpkg-query -W -f='${Version}' "$pkg")" = "$CORAL_DEB_VERSION" ]; then
+        note "$pkg $CORAL_DEB_VERSION already installed (matches tflite_runtime $CORAL_TF)"
+    else
+        if [ -n "$CORAL_DEB" ]; then file=$CORAL_DEB; check_sha "$file" "$(coral_deb_sha "$DEB_ARCH")" "$file"
+        elif [ -n "$OFFLINE" ] && [ -f "$OFFLINE/debs/$deb" ]; then file=$OFFLINE/debs/$deb
+            check_sha "$file" "$(coral_deb_sha "$DEB_ARCH")" "$file"
+        elif [ -n "$OFFLINE" ]; then fail "the bundle has no debs/$deb (or pass --coral-deb FILE)"
+        else
+            run mkdir -p /var/cache/edgecam
+            file=/var/cache/edgecam/$deb
+            download "$CORAL_DEB_URL/$deb" "$file" "$(coral_deb_sha "$DEB_ARCH")"
+        fi
+        # The other clock variant conflicts with this one; apt replaces it.
+        run apt-get install -y --no-install-recommends "$file" || fail "could not install $file (see $LOG)"
+        changed "installed $pkg $CORAL_DEB_VERSION"
+    fi
+    local rules=$TMP_DIR/rules
+    {
+        echo "# edgecam: the Coral USB accelerator before (1a6e:089a) and after (18d1:9302) its firmware load, and PCIe Corals"
+        echo 'SUBSYSTEM=="usb", ATTRS{idVendor}=="1a6e", ATTRS{idProduct}=="089a", MODE="0660", GROUP="plugdev"'
+        echo 'SUBSYSTEM=="usb", ATTRS{idVendor}=="18d1", ATTRS{idProduct}=="9302", MODE="0660", GROUP="plugdev"'
+        echo 'SUBSYSTEM=="apex", MODE="0660", GROUP="apex"'
+    } >"$rules"
+    local before=$CHANGED
+    CHANGED=0
+    install_file "$rules" "$UDEV_RULES" 0644 root:root
+    if ((CHANGED)) && systemd_running && have udevadm; then
+        run udevadm control --reload-rules
+        run udevadm trigger --subsystem-match=usb --subsystem-match=apex
+        note "unplug and replug the Coral if it was plugged in before"
+    fi
+    ((CHANGED)) || CHANGED=$before
+}
+
+models_step() {
+    step "Fetching and verifying the models into $MODELS"
+    local ids=(ssd_mobilenet_v1_coco ssdlite_mobilenet_v2_a050_coco coco_labels sample_video)
+    [ "$CORAL_MODE" = yes ] && ids+=(ssd_mobilenet_v2_coco ssd_mobilenet_v2_coco_edgetpu)
+    local from=() before after
+    [ -n "$OFFLINE" ] && from=(--from "$OFFLINE/models")
+    before=$({ find "$MODELS" -type f -printf '%f %s %T@\n' 2>/dev/null || true; } | sort | sha256sum)
+    run "$VENV/bin/edgecam" models fetch --model-dir "$MODELS" "${from[@]}" "${ids[@]}" ||
+        fail "the models could not be fetched and verified (see $LOG)"
+    after=$({ find "$MODELS" -type f -printf '%f %s %T@\n' 2>/dev/null || true; } | sort | sha256sum)
+    if [ "$before" != "$after" ]; then changed "models verified in $MODELS"; else note "all verified already"; fi
+    if ! ((DRY_RUN)); then
+        find "$MODELS" -type f ! -perm 0644 -exec chmod 0644 {} +
+        find "$MODELS" -type f ! -group "$SERVICE_USER" -exec chown "root:$SERVICE_USER" {} +
+    fi
+}
+
+# The installed default config: the shipped one with absolute paths and, where the schema has them, stream auth.
+make_default_config() {
+    local out=$1 src=$SRC_DIR/config.yaml
+    [ -f "$src" ] || fail "$src is missing"
+    if ((DRY_RUN)) && [ ! -x "$VENV/bin/python" ]; then cp "$src" "$out"; return 0; fi
+    "$VENV/bin/python" - "$src" "$out" "$MODELS" "$AUTH_FILE" <<'EOF'
+import re, sys
+src, out, models, auth_file = sys.argv[1:5]
+text = open(src, encoding="utf-8").read()
+text, n = re.subn(r"(?m)^(  model_dir:[ \t]*)\S+", lambda m: m.group(1) + models, text)
+if n != 1:
+    sys.exit("config.yaml: expected one detector.model_dir line")
+try:
+    from edgecam.config import StreamConfig
+    fields = set(StreamConfig.model_fields)
+except Exception:
+    fields = set()
+if {"auth", "password_file"} <= fields:  # the schema has stream auth: require a password
+    for key, value in (("auth", "basic"), ("password_file", auth_file)):
+        text, n = re.subn(rf"(?m)^(  {key}:[ \t]*)\S+", lambda m: m.group(1) + value, text)
+        if n == 0:
+            text = re.sub(r"(?m)^(stream:\n(?:  .*\n|\s*\n)*?  max_clients:.*\n)", lambda m: m.group(1) + f"  {key}: {value}\n", text)
+open(out, "w", encoding="utf-8").write(text)
+print("auth" if {"auth", "password_file"} <= fields else "no-auth")
+EOF
+}
+
+PASSWORD="" AUTH_ENFORCED=0
+config_step() {
+    step "Installing the config and the stream password"
+    local fresh=$TMP_DIR/config.yaml mode
+    mode=$(make_default_config "$fresh") || fail "could not make the default config"
+    [ "$mode" = auth ] && AUTH_ENFORCED=1
+    if [ ! -f "$CONFIG" ]; then
+        install_file "$fresh" "$CONFIG" 0640 "root:$SERVICE_USER"
+        ((DRY_RUN)) || on_undo rm -f "$CONFIG"
+    elif cmp -s "$fresh" "$CONFIG"; then
+        fix_perms "$CONFIG" 0640 "root:$SERVICE_USER"
+        note "$CONFIG is the current default"
+    else
+        fix_perms "$CONFIG" 0640 "root:$SERVICE_USER"
+        if [ -f "$CONFIG.new" ] && cmp -s "$fresh" "$CONFIG.new"; then
+            note "$CONFIG was edited: kept; the current default is in $CONFIG.new"
+        else
+            install_file "$fresh" "$CONFIG.new" 0640 "root:$SERVICE_USER"
+            note "$CONFIG was edited: kept it; the new default is beside it as $CONFIG.new (compare: diff $CONFIG $CONFIG.new)"
+        fi
+    fi
+    if [ ! -f "$AUTH_FILE" ]; then
+        if ((DRY_RUN)); then note "would run: $VENV/bin/edgecam password set --file $AUTH_FILE --generate"
+        else
+            PASSWORD=$("$VENV/bin/edgecam" password set --file "$AUTH_FILE" --generate 2>>"$LOG") ||
+                fail "could not write $AUTH_FILE"
+            on_undo rm -f "$AUTH_FILE"
+            chown "root:$SERVICE_USER" "$AUTH_FILE"
+            chmod 0640 "$AUTH_FILE"
+            changed "generated a stream password (stored as a salted hash in $AUTH_FILE)"
+        fi
+    else
+        fix_perms "$AUTH_FILE" 0640 "root:$SERVICE_USER"
+        note "$AUTH_FILE exists: password unchanged (new one: sudo $VENV/bin/edgecam password set --file $AUTH_FILE)"
+    fi
+    ((AUTH_ENFORCED)) || note "this edgecam version has no stream.auth setting yet: the stream is not password-protected"
+    if ((DRY_RUN)); then note "would run: runuser -u $SERVICE_USER -- $VENV/bin/edgecam check-config $CONFIG"; return 0; fi
+    local out
+    if ! out=$(runuser -u "$SERVICE_USER" -- "$VENV/bin/edgecam" check-config "$CONFIG" 2>&1); then
+        printf '%s\n' "$out" | sed 's/^/        /' >&2
+        fail "$CONFIG is not valid (above); fix it and run the installer again — the service was not started"
+    fi
+    note "$CONFIG: valid (checked as the $SERVICE_USER user)"
+}
+
+SERVICE_CHANGED=0
+service_step() {
+    step "Installing the systemd service"
+    local before=$CHANGED
+    CHANGED=0
+    local unit_existed=0; [ -f "$UNIT" ] && unit_existed=1
+    install_file "$SRC_DIR/systemd/edgecam.service" "$UNIT" 0644 root:root
+    ((unit_existed)) || ((DRY_RUN)) || on_undo rm -f "$UNIT"
+    # Restart backoff (RestartSteps=, RestartMaxDelaySec=) needs systemd 254; Bookworm has 252.
+    local sd_version=0
+    have systemctl && sd_version=$(systemctl --version | awk 'NR == 1 { print $2 + 0 }')
+    if [ "$sd_version" -ge 254 ]; then
+        ensure_dir "$DROPIN_DIR" 0755 root:root
+        printf '[Service]\n# Back off between restarts: 2 s, growing to 2 min over 6 steps (systemd >= 254).\nRestartSteps=6\nRestartMaxDelaySec=120\n' >"$TMP_DIR/backoff.conf"
+        install_file "$TMP_DIR/backoff.conf" "$DROPIN_DIR/restart-backoff.conf" 0644 root:root
+    fi
+    if ((CHANGED)); then SERVICE_CHANGED=1; else CHANGED=$before; fi
+    if ! have systemctl; then
+        note "systemd is not installed here (a container or chroot): the unit is installed but not enabled or started"
+        return 0
+    fi
+    if systemd_running; then run systemctl daemon-reload; fi
+    if ! systemctl is-enabled --quiet edgecam.service 2>/dev/null; then
+        run systemctl enable edgecam.service
+        on_undo systemctl disable edgecam.service
+        changed "enabled edgecam.service (starts at boot)"
+    fi
+    if ! systemd_running; then
+        note "systemd is not running here (a container or chroot): the unit is installed and enabled, not started"
+        return 0
+    fi
+    if ((NO_START)); then note "--no-start: not starting it (sudo systemctl start edgecam)"; return 0; fi
+    local action=start
+    if systemctl is-active --quiet edgecam.service; then
+        ((SERVICE_CHANGED || VENV_OR_CONFIG_CHANGED)) || { note "edgecam.service is running"; return 0; }
+        action=restart
+    fi
+    on_undo systemctl stop edgecam.service
+    note "systemctl $action edgecam (waits until it reports ready)"
+    if ! run systemctl "$action" edgecam.service; then
+        journalctl -u edgecam.service -n 30 --no-pager >&2 || true
+        fail "edgecam.service did not start (journal above); it was disabled again"
+    fi
+    changed "edgecam.service ${action}ed"
+}
+
+summary_step() {
+    step "Done"
+    FINISHED=1
+    ((DRY_RUN)) && { say "Dry run: nothing was changed."; return 0; }
+    local port=8080 addrs=() a
+    port=$("$VENV/bin/python" -c 'import sys; from edgecam.config import load_config; print(load_config(__import__("pathlib").Path(sys.argv[1])).config.stream.port)' "$CONFIG" 2>/dev/null || echo 8080)
+    if have hostname; then
+        for a in $(hostname -I 2>/dev/null); do
+            case $a in 127.*|::1|fe80:*) ;; *:*) addrs+=("http://[$a]:$port/") ;; *) addrs+=("http://$a:$port/") ;; esac
+        done
+    fi
+    addrs+=("http://$(hostname 2>/dev/null || cat /etc/hostname).local:$port/")
+    if ((CHANGED)); then say "edgecam is installed."; else say "Nothing to change: edgecam is already installed as requested."; fi
+    say "Open:"
+    for a in "${addrs[@]}"; do say "    $a"; done
+    if [ -n "$PASSWORD" ]; then
+        say "Stream password (shown only this once; user: edgecam): $PASSWORD"
+        say "    change it with: sudo $VENV/bin/edgecam password set --file $AUTH_FILE"
+    fi
+    say "Logs:   journalctl -u edgecam -f"
+    say "Check:  sudo -u $SERVICE_USER $VENV/bin/edgecam doctor --config $CONFIG   (if your edgecam has it)"
+    [ -z "$CORAL_DESC" ] || say "Coral:  $CORAL_DESC"
+}
+
+VENV_OR_CONFIG_CHANGED=0
+main() {
+    if [ -n "$BUNDLE" ]; then make_bundle; return; fi
+    if ((UNINSTALL)); then
+        [ "$(id -u)" -eq 0 ] || ((DRY_RUN)) || die "--uninstall needs root: sudo $0 --uninstall"
+        uninstall; return
+    fi
+    if ! ((DRY_RUN)); then
+        mkdir -p "$(dirname "$LOG")" 2>/dev/null || true
+        { : >>"$LOG"; } 2>/dev/null || LOG=$TMP_DIR/install.log
+        printf '\n==== edgecam install %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(quote "$0" "$@")" >>"$LOG"
+    else
+        LOG=$TMP_DIR/install.log
+        say "Dry run: every action is printed, nothing is changed."
+    fi
+    preflight
+    apt_step
+    user_step
+    local c=$CHANGED; CHANGED=0
+    venv_step
+    coral_step
+    models_step
+    config_step
+    if ((CHANGED)); then VENV_OR_CONFIG_CHANGED=1; fi
+    CHANGED=$((CHANGED | c))
+    service_step
+    summary_step
+}
+
+main "$@"
