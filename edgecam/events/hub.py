@@ -1,0 +1,212 @@
+"""The event hub: once per inferred frame, track events and tracks in, events out to every sink.
+
+Called from the inference thread, so it only does small Python work and hands the rest to queue-backed
+sinks (MQTT's worker, the snapshot writer); a snapshot's JPEG is made on those threads, not here.
+Nothing in here raises into the pipeline: a failure is logged (rate-limited) and the frame goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from edgecam.events.discovery import discovery_messages
+from edgecam.events.model import Event
+from edgecam.events.mqtt import MqttPublisher
+from edgecam.events.settings import LineConfig, MqttConfig, SnapshotConfig, ZoneConfig
+from edgecam.events.snapshots import SnapshotStore, snapshot_name
+from edgecam.events.zones import ZoneCounter
+from edgecam.results import OutputFrame
+from edgecam.track import TrackEvent
+
+log = logging.getLogger(__name__)
+
+
+class EventsConfig(Protocol):
+    """The parts of edgecam.config.Config the hub reads."""
+
+    mqtt: MqttConfig
+    zones: Sequence[ZoneConfig]
+    lines: Sequence[LineConfig]
+    snapshots: SnapshotConfig
+
+
+class EventHub:
+    def __init__(
+        self,
+        camera: str,
+        label_of: Callable[[int], str],
+        zones: ZoneCounter | None = None,
+        mqtt: MqttPublisher | None = None,
+        snapshots: SnapshotStore | None = None,
+        encode: Callable[[OutputFrame], bytes] | None = None,
+        *,
+        classes: Iterable[str] = (),
+        snapshot_classes: Iterable[str] = (),
+        log_track_events: bool = False,
+    ) -> None:
+        """``label_of`` names a class id (TrackEvents carry ids only); ``encode`` makes an output frame's
+        annotated JPEG (JpegBroadcaster.encode: once per frame, shared with the stream); ``classes`` are
+        published with a count of 0 from the start, so their MQTT state topics exist before any sighting.
+        With ``mqtt.snapshots_on_new_track``, a new track's frame is also published as a JPEG."""
+        self.camera = camera
+        self._label_of = label_of
+        self.zones = zones or ZoneCounter()
+        self.mqtt = mqtt
+        self.snapshots = snapshots
+        self._encode = encode
+        self._snapshot_classes = frozenset(snapshot_classes)
+        self._mqtt_snapshots = mqtt is not None and mqtt.settings.snapshots_on_new_track
+        self._log_track_events = log_track_events
+        self._alive: dict[int, str] = {}  # track id → label, from track_started until track_ended
+        self._zero = dict.fromkeys(classes, 0)
+        self.counts: dict[str, int] = dict(self._zero)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=20)
+        self.events = 0
+        self.errors = 0
+
+    def start(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.start()
+        if self.mqtt is not None:
+            self._publish_counts()
+            self.mqtt.start()
+
+    def stop(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.stop()
+        if self.mqtt is not None:
+            self.mqtt.stop()
+
+    # ---- per frame (inference thread) -------------------------------------------------------------------------
+
+    def on_frame(self, output: OutputFrame, track_events: Sequence[TrackEvent]) -> list[Event]:
+        try:
+            return self._on_frame(output, track_events)
+        except Exception:
+            self.errors += 1
+            if self.errors <= 3 or self.errors % 1000 == 0:
+                log.exception("events: frame %d failed (%d so far)", output.frame.sequence, self.errors)
+            return []
+
+    def _on_frame(self, output: OutputFrame, track_events: Sequence[TrackEvent]) -> list[Event]:
+        offset = time.time() - time.monotonic()  # monotonic (the frame's clock) → wall clock
+        started: list[Event] = []
+        ended: list[Event] = []
+        for te in track_events:
+            label = self._label_of(te.class_id)
+            event = Event(
+                te.kind, te.track_id, label, te.score, te.box, te.timestamp + offset, duration_s=te.duration_s
+            )
+            if te.kind == "track_started":
+                self._alive[te.track_id] = label
+                started.append(event)
+            else:
+                self._alive.pop(te.track_id, None)
+                ended.append(event)
+        relabelled = False
+        for track in output.tracks:  # with class_aware off, a track's class follows its detections
+            known = self._alive.get(track.id)
+            if known is not None and track.label and known != track.label:
+                self._alive[track.id] = track.label
+                relabelled = True
+        areas = self.zones.update(
+            output.tracks, output.frame.size, output.frame.timestamp + offset, [e.track_id for e in ended]
+        )
+        events = [*started, *areas, *ended]
+        if not events and not relabelled:
+            return events
+        self.counts = {**self._zero, **Counter(self._alive.values())}
+        for event in events:
+            self._emit(event)
+        for event in started:
+            self._snapshot(output, event)
+        if self.mqtt is not None:
+            self._publish_counts()
+        return events
+
+    def _emit(self, event: Event) -> None:
+        self.events += 1
+        self.recent.append(event.to_dict(self.camera))
+        if self._log_track_events or event.kind not in ("track_started", "track_ended"):
+            log.info("%s", event.describe())
+        if self.mqtt is not None:
+            self.mqtt.publish_event(event)
+
+    def _snapshot(self, output: OutputFrame, event: Event) -> None:
+        if self._encode is None:
+            return
+        jpeg = functools.partial(self._encode, output)  # encoded on the sink's thread, once per frame
+        if self.snapshots is not None and (
+            not self._snapshot_classes or event.label in self._snapshot_classes
+        ):
+            self.snapshots.save(jpeg, snapshot_name(event.timestamp, event.label, event.track_id))
+        if self._mqtt_snapshots and self.mqtt is not None:
+            self.mqtt.publish_snapshot(jpeg)
+
+    def _publish_counts(self) -> None:
+        assert self.mqtt is not None
+        self.mqtt.publish_counts(self.counts, self.zones.status())
+
+    # ---- reading (any thread) ---------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The ``events`` block of /api/status."""
+        areas = self.zones.status()
+        return {
+            "counts": dict(self.counts),
+            "zones": areas["zones"],
+            "lines": areas["lines"],
+            "recent": list(self.recent),
+            "events": self.events,
+            "errors": self.errors,
+            "mqtt": self.mqtt.status() if self.mqtt is not None else None,
+            "snapshots": self.snapshots.status() if self.snapshots is not None else None,
+        }
+
+    def draw(self, image: Any) -> None:
+        """Zones and lines on an output frame (call it from the annotate step)."""
+        self.zones.draw(image)
+
+
+def read_secret(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"mqtt.password_file: cannot read {path} ({exc})") from exc
+
+
+def build_event_hub(
+    config: EventsConfig,
+    resolve: Callable[[str], Path],
+    label_of: Callable[[int], str],
+    encode: Callable[[OutputFrame], bytes] | None,
+    classes: Iterable[str] = (),
+    configuration_url: str | None = None,
+) -> EventHub:
+    """The hub for a config. ``resolve`` turns config paths into real ones (LoadedConfig.resolve);
+    ``classes`` are the detector's classes (Home Assistant gets a binary sensor for each)."""
+    classes = list(classes)
+    zones = ZoneCounter(config.zones, config.lines)
+    m = config.mqtt
+    publisher = None
+    if m.enabled:
+        password = read_secret(resolve(m.password_file)) if m.password_file else None
+        ca_file = str(resolve(m.ca_file)) if m.ca_file else None
+        publisher = MqttPublisher(m, password=password, ca_file=ca_file)
+        if m.discovery:
+            for topic, payload in discovery_messages(
+                m.discovery_prefix, publisher.topics, classes, config.zones, config.lines, configuration_url
+            ):
+                publisher.publish_state(topic, payload)
+    s = config.snapshots
+    store = SnapshotStore(resolve(s.dir), s.max_files, s.max_bytes) if s.enabled else None
+    return EventHub(
+        m.camera_name, label_of, zones, publisher, store, encode,
+        classes=classes, snapshot_classes=s.classes,
+    )  # fmt: skip
