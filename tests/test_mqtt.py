@@ -312,3 +312,25 @@ def test_hub_sends_labelled_events_counts_and_a_snapshot(broker):
     finally:
         hub.stop()
         watcher.close()
+
+
+def test_build_event_hub_reads_the_password_file_and_resolves_paths(tmp_path):
+    from types import SimpleNamespace
+
+    from edgecam.events.hub import build_event_hub
+    from edgecam.events.settings import SnapshotConfig
+
+    (tmp_path / "mqtt.secret").write_text("s3cret\n")
+    config = SimpleNamespace(
+        mqtt=settings(1883, username="cam", password_file="mqtt.secret"),
+        zones=ZONES, lines=LINES,
+        snapshots=SnapshotConfig(enabled=True, dir="snaps"),
+    )  # fmt: skip
+    hub = build_event_hub(config, lambda p: tmp_path / p, str, None, classes=["person"])
+    assert hub.mqtt is not None and hub.mqtt._client._password == b"s3cret"
+    assert hub.snapshots is not None and hub.snapshots.directory == tmp_path / "snaps"
+    discovery = [t for t in hub.mqtt._state if t.startswith("homeassistant/")]
+    assert len(discovery) == 3  # person, the zone, the line
+    missing = SimpleNamespace(**{**vars(config), "mqtt": settings(1883, password_file="nope")})
+    with pytest.raises(ValueError, match=r"mqtt\.password_file: cannot read"):
+        build_event_hub(missing, lambda p: tmp_path / p, str, None)

@@ -134,7 +134,7 @@ class EventHub:
         self.events += 1
         self.recent.append(event.to_dict(self.camera))
         if self._log_track_events or event.kind not in ("track_started", "track_ended"):
-            log.info("%s", event.describe())
+            log.debug("%s", event.describe())
         if self.mqtt is not None:
             self.mqtt.publish_event(event)
 
