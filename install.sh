@@ -128,7 +128,8 @@ on_exit() {
             printf '      last lines of %s:\n' "$LOG" >&2
             tail -n 15 "$LOG" | sed 's/^/        | /' >&2
         fi
-        printf 'edgecam was not (fully) installed; fix the problem above and run the installer again.\n' >&2
+        if [ -n "$BUNDLE" ]; then printf 'The bundle is incomplete; fix the problem above and run it again.\n' >&2
+        else printf 'edgecam was not (fully) installed; fix the problem above and run the installer again.\n' >&2; fi
     }
     [ -z "${TMP_DIR:-}" ] || rm -rf "$TMP_DIR"
 }
@@ -292,7 +293,7 @@ make_bundle() {
             echo "edgecam offline bundle"
             echo "target: $arch python $py coral $coral runtime $runtime"
             echo "made: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m)"
-            (cd "$BUNDLE" && find wheels models debs -type f 2>/dev/null | sort | xargs -r sha256sum)
+            (cd "$BUNDLE" && { find wheels models debs -type f 2>/dev/null || true; } | sort | xargs -r sha256sum)
         } >"$BUNDLE/BUNDLE.txt"
     fi
     FINISHED=1
@@ -818,7 +819,7 @@ summary_step() {
 
 VENV_OR_CONFIG_CHANGED=0
 main() {
-    if [ -n "$BUNDLE" ]; then make_bundle; return; fi
+    if [ -n "$BUNDLE" ]; then LOG=$TMP_DIR/bundle.log; make_bundle; return; fi
     if ((UNINSTALL)); then
         [ "$(id -u)" -eq 0 ] || ((DRY_RUN)) || die "--uninstall needs root: sudo $0 --uninstall"
         uninstall; return
