@@ -3,7 +3,7 @@
 #
 #   sudo ./install.sh                      install (or update) and start the service
 #   sudo ./install.sh --offline DIR        install from a bundle: DIR/wheels, DIR/models, optional DIR/debs
-#   ./install.sh --bundle DIR [--arch aarch64] [--python 3.11] [--models-from DIR]
+#   ./install.sh --bundle DIR [--arch aarch64] [--python 3.11] [--numpy V] [--models-from DIR]
 #                                          make such a bundle on a networked machine
 #   sudo ./install.sh --uninstall [--purge]
 #
@@ -42,6 +42,9 @@ LITERT_PYPI='ai-edge-litert>=1.0,<3'
 # wheel for Python 3.11 (Bookworm). Checksums: not recorded yet (the release assets could not be reached when
 # this was written). While a CORAL_*_SHA256 below is empty the file is fetched over HTTPS from the pinned URL
 # and its sha256 is printed for you to compare; once it is filled in, a mismatch stops the install.
+# apt's numpy on the targets (Raspberry Pi OS uses Debian's): a bundle's wheels are resolved against it.
+APT_NUMPY_BOOKWORM=1.24.2
+APT_NUMPY_TRIXIE=2.2.4
 CORAL_TF=2.17.1
 CORAL_DEB_VERSION=16.0tf2.17.1-1
 CORAL_DEB_URL=https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1
@@ -54,7 +57,7 @@ CORAL_USB_IDS=("1a6e:089a" "18d1:9302")  # before and after the firmware load (i
 
 # ---- options ------------------------------------------------------------------------------------------------
 DRY_RUN=0 NO_START=0 UNINSTALL=0 PURGE=0
-OFFLINE="" BUNDLE="" BUNDLE_ARCH="" BUNDLE_PY="" CORAL_MODE=auto CORAL_CLOCK=max CORAL_DEB="" CORAL_WHEEL=""
+OFFLINE="" BUNDLE="" BUNDLE_ARCH="" BUNDLE_PY="" BUNDLE_NUMPY="" CORAL_MODE=auto CORAL_CLOCK=max CORAL_DEB="" CORAL_WHEEL=""
 MODELS_FROM=()
 LOG=/var/log/edgecam-install.log
 
@@ -70,6 +73,7 @@ while [ $# -gt 0 ]; do
         --bundle) need_arg "$@"; BUNDLE=$(realpath -m "$2"); shift ;;
         --arch) need_arg "$@"; BUNDLE_ARCH=$2; shift ;;
         --python) need_arg "$@"; BUNDLE_PY=$2; shift ;;
+        --numpy) need_arg "$@"; BUNDLE_NUMPY=$2; shift ;;
         --models-from) need_arg "$@"; MODELS_FROM+=("$(realpath -m "$2")"); shift ;;
         --coral) CORAL_MODE=yes ;;
         --no-coral) CORAL_MODE=no ;;
@@ -233,7 +237,10 @@ make_bundle() {
     case $arch in aarch64|arm64) arch=aarch64 ;; x86_64|amd64) arch=x86_64 ;; *) die "--arch: aarch64 or x86_64 (got $arch)" ;; esac
     [[ $py =~ ^3\.[0-9]+$ ]] || die "--python: X.Y, e.g. 3.11 (got $py)"
     [ "$CORAL_MODE" = yes ] && coral=yes
-    local abi="cp${py/./}" runtime
+    local abi="cp${py/./}" runtime numpy_pin=${BUNDLE_NUMPY:-}
+    # The target's apt numpy: pip resolves scipy (and the rest) for it, and never replaces it.
+    [ -n "$numpy_pin" ] || case $py in 3.11) numpy_pin=$APT_NUMPY_BOOKWORM ;; 3.13) numpy_pin=$APT_NUMPY_TRIXIE ;; esac
+    [ -n "$numpy_pin" ] || die "--numpy X.Y.Z: the numpy version apt installs on the target (Python $py)"
     runtime=$(runtime_for "$py" "$coral")
     TOTAL=4
     say "Making an offline bundle in $BUNDLE for $arch, Python $py (runtime: $runtime)"
@@ -259,9 +266,9 @@ make_bundle() {
         local whl="tflite_runtime-$CORAL_TF-$abi-$abi-linux_$arch.whl"
         if [ -n "$CORAL_WHEEL" ]; then run cp "$CORAL_WHEEL" "$BUNDLE/wheels/"
         else download "$CORAL_WHEEL_URL/$whl" "$BUNDLE/wheels/$whl" "$(coral_wheel_sha "$arch")"; fi
-        reqs+=("numpy<2")
-    elif [ "$runtime" = "$TFLITE_PYPI" ]; then reqs+=("$TFLITE_PYPI" "numpy<2")
+    elif [ "$runtime" = "$TFLITE_PYPI" ]; then reqs+=("$TFLITE_PYPI")
     else reqs+=("$LITERT_PYPI"); fi
+    [ -z "$numpy_pin" ] || reqs+=("numpy==$numpy_pin")
     run "$pip_py" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
         "${platforms[@]}" --python-version "$py" --implementation cp --abi "$abi" \
         --find-links "$BUNDLE/wheels" -d "$BUNDLE/wheels" "${reqs[@]}"
@@ -468,7 +475,9 @@ preflight() {
 APT_PKGS=()
 apt_step() {
     step "Installing system packages (apt)"
-    APT_PKGS=(python3 python3-venv python3-numpy python3-opencv python3-yaml python3-scipy)
+    # Not python3-scipy: on Debian 12 it depends on pythran and so on g++ and boost (~500 MB); scipy's wheel
+    # (~35 MB) goes into the venv instead, built for apt's numpy.
+    APT_PKGS=(python3 python3-venv python3-numpy python3-opencv python3-yaml)
     [ -n "$OFFLINE" ] || APT_PKGS+=(ca-certificates)
     local cand
     cand=$(pkg_candidate python3-picamera2)

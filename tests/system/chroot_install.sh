@@ -113,9 +113,11 @@ from tflite_runtime.interpreter import Interpreter
 apt = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "python3-numpy"], capture_output=True, text=True).stdout
 assert numpy.__file__.startswith("/usr/lib/python3/dist-packages/"), numpy.__file__
 assert apt.split(":")[-1].startswith(numpy.__version__), (apt, numpy.__version__)
-import pydantic
+import pydantic, scipy
 assert pydantic.VERSION.startswith("2."), pydantic.VERSION
-print(f"    edgecam {edgecam.__version__}, numpy {numpy.__version__} (apt), OpenCV {cv2.__version__} (apt), pydantic {pydantic.VERSION}")
+assert scipy.__file__.startswith("/opt/edgecam/venv/"), scipy.__file__
+print(f"    edgecam {edgecam.__version__}, numpy {numpy.__version__} (apt), OpenCV {cv2.__version__} (apt), "
+      f"pydantic {pydantic.VERSION}, scipy {scipy.__version__} (venv)")
 EOF
 check "edgecam check-config /etc/edgecam/config.yaml (as the edgecam user)"
 in_root runuser -u edgecam -- /opt/edgecam/venv/bin/edgecam check-config /etc/edgecam/config.yaml | sed 's/^/    /'
@@ -210,6 +212,21 @@ in_root /root/bundle/install.sh --uninstall | sed 's/^/    /'
 [ ! -e "$ROOT/opt/edgecam" ] && [ ! -e "$ROOT/etc/systemd/system/edgecam.service" ]
 [ -f "$ROOT/etc/edgecam/config.yaml" ] && [ -f "$ROOT/etc/edgecam/auth" ]
 [ -f "$ROOT/var/lib/edgecam/models/detect.tflite" ]
+
+log "A failing step is rolled back: a bundle without the runtime wheel"
+cp -r "$ROOT/root/bundle" "$ROOT/root/broken"
+rm "$ROOT"/root/broken/wheels/tflite_runtime-*.whl
+if in_root /root/broken/install.sh --no-start --offline /root/broken >"$WORK/install4.log" 2>&1; then
+    cat "$WORK/install4.log"; echo "FAIL: the install succeeded without a runtime"; exit 1
+fi
+if ! grep -q '^\[4/9\] FAILED: pip could not install' "$WORK/install4.log" || ! grep -q 'rolling back step 4' "$WORK/install4.log"; then
+    cat "$WORK/install4.log"; echo "FAIL: no rollback message"; exit 1
+fi
+sed -n '/FAILED/,/rm -rf/p' "$WORK/install4.log" | sed 's/^/    /'
+if [ -e "$ROOT/opt/edgecam/venv" ] || [ -e "$ROOT/etc/systemd/system/edgecam.service" ]; then
+    echo "FAIL: a half-installed venv or service was left behind"; exit 1
+fi
+in_root /root/bundle/install.sh --uninstall >/dev/null
 in_root /root/bundle/install.sh --uninstall | grep -q 'Nothing to remove'
 
 log "PASS ($SUITE/$ARCH)"
