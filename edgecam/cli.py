@@ -204,6 +204,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     pipeline = Pipeline(loaded, overrides)
+    # SIGHUP reloads the config; the reload runs on its own thread, not inside the signal handler.
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=pipeline.reload, name="reload").start())
     pipeline.start()
     for url in pipeline.urls():
         log.info("open %s", url)

@@ -212,6 +212,31 @@ class StreamConfig(Section):
     max_clients: Annotated[int, AfterValidator(_between(1, 1000))] = Field(
         10, description="concurrent stream clients"
     )
+    auth: Literal["auto", "none", "basic", "token"] = Field(
+        "auto", description="auto = basic when a password_file is set, else none"
+    )
+    username: str = Field("edgecam", description="user name for HTTP Basic")
+    password_file: str | None = Field(None, description="the password's salted hash (edgecam password set)")
+
+    @model_validator(mode="after")
+    def _auth_needs_a_password(self) -> StreamConfig:
+        if self.auth in ("basic", "token") and not self.password_file:
+            raise ValueError(
+                f"auth: '{self.auth}' needs stream.password_file (write one with `edgecam password set`)"
+            )
+        return self
+
+    @property
+    def auth_mode(self) -> Literal["none", "basic", "token"]:
+        if self.auth == "auto":
+            return "basic" if self.password_file else "none"
+        return self.auth
+
+
+class ServiceConfig(Section):
+    watchdog_s: Annotated[float, AfterValidator(_between(2, 3600))] = Field(
+        30.0, description="a stage stuck this long is restarted; if that fails, systemd restarts edgecam"
+    )
 
 
 class LoggingConfig(Section):
@@ -224,6 +249,7 @@ class Config(Section):
     adapt: AdaptConfig = AdaptConfig()
     tracker: TrackerConfig = TrackerConfig()  # type: ignore[valid-type]
     stream: StreamConfig = StreamConfig()
+    service: ServiceConfig = ServiceConfig()
     logging: LoggingConfig = LoggingConfig()
 
     def tracker_settings(self) -> dict[str, Any]:

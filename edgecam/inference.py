@@ -60,6 +60,7 @@ class InferenceThread(threading.Thread):
         """The user's filter decides which detections are confident; weaker ones down to the tracker's
         ``low_score`` only help continue existing tracks (ByteTrack's second stage)."""
         self.detection_filter = detection_filter
+        self._tracker_floor, self._tracker_high_score = tracker_floor, tracker_high_score
         self._wide_filter = replace(
             detection_filter, threshold=min(tracker_floor, detection_filter.threshold), thresholds={}
         )
@@ -74,13 +75,36 @@ class InferenceThread(threading.Thread):
     def model_info(d: Detector) -> ModelInfo:
         return ModelInfo(d.model_id, d.alpha, d.device, d.input_size)
 
+    def successor(self) -> InferenceThread:
+        """A fresh thread that carries on with the same slot, switcher, tracker, filter and meters, for the
+        watchdog to start when this one is stuck inside a call. This one is abandoned: if its call ever
+        returns, it exits without touching the tracker or publishing."""
+        self._stopping.set()
+        new = InferenceThread(
+            self._slot, self.switcher, self.tracker, self._publish, self.detection_filter,
+            self._tracker_floor, self._tracker_high_score,
+        )  # fmt: skip
+        new.on_events, new.rate, new.busy_ms, new.invoke_ms = (
+            self.on_events,
+            self.rate,
+            self.busy_ms,
+            self.invoke_ms,
+        )
+        new.frames, new.errors, new.last_error, new.latest = (
+            self.frames,
+            self.errors,
+            self.last_error,
+            self.latest,
+        )
+        return new
+
     def _log_events(self, events: list[TrackEvent]) -> None:
         for event in events:
             label = self.detector.label(event.class_id)
             if event.kind == "track_started":
-                log.info("track #%d started: %s (%.2f)", event.track_id, label, event.score)
+                log.debug("track #%d started: %s (%.2f)", event.track_id, label, event.score)
             else:
-                log.info("track #%d ended: %s after %.1f s", event.track_id, label, event.duration_s or 0.0)
+                log.debug("track #%d ended: %s after %.1f s", event.track_id, label, event.duration_s or 0.0)
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stopping.set()
@@ -109,6 +133,8 @@ class InferenceThread(threading.Thread):
         start = time.perf_counter()
         source = frame.lores if frame.lores is not None else frame.image
         candidates = detector.detect(source, output_size=frame.size, detection_filter=self._wide_filter)
+        if self._stopping.is_set():  # abandoned by the watchdog while inside detect(): leave no trace
+            return
         confident = [d.score >= self.detection_filter.threshold_for(d.label) for d in candidates]
         detections = [d for d, ok in zip(candidates, confident, strict=True) if ok]
         boxes = np.array([d.box for d in candidates], dtype=np.float64).reshape(-1, 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 from edgecam import __version__
 from edgecam.adapt import AdaptSettings
 from edgecam.capture import CaptureThread, SourceState, open_source, resolve_auto
-from edgecam.config import Config, LoadedConfig
+from edgecam.config import Config, ConfigError, LoadedConfig, load_config
 from edgecam.detect import DetectionFilter, Detector, load_detector
 from edgecam.detect.ladder import resolve_ladder
 from edgecam.detect.manifest import load_manifest
@@ -19,9 +20,12 @@ from edgecam.detect.store import Status, check
 from edgecam.frames import LatestFrameSlot
 from edgecam.inference import InferenceThread
 from edgecam.overlay import draw_detections, draw_hud
+from edgecam.reload import RESTART_KEYS, ConfigWatcher, changed_keys
 from edgecam.results import OutputFrame
 from edgecam.switcher import ModelSwitcher, ladder_with_twins
-from edgecam.track import make_tracker
+from edgecam.track import TrackerSettings, make_tracker
+from edgecam.watchdog import Stage, Watchdog
+from edgecam.web.auth import Authenticator
 from edgecam.web.broadcast import JpegBroadcaster, StreamSettings
 from edgecam.web.server import Server, start_server
 
@@ -92,7 +96,96 @@ class Pipeline:
             self.slot, self.switcher, tracker, self.broadcaster.publish, detection_filter(config),
             tracker_floor=config.tracker.low_score, tracker_high_score=config.tracker.high_score,
         )  # fmt: skip
+        self.authenticator = self._authenticator(config)
         self.server: Server | None = None
+        self.pending_restart: list[str] = []
+        self._reload_lock = threading.Lock()
+        self.watcher = ConfigWatcher(loaded.path, self.reload) if loaded.path is not None else None
+        self._spec = spec
+        self.watchdog = Watchdog(
+            [
+                Stage("capture", lambda: self.capture.heartbeat, self._restart_capture),
+                Stage("inference", lambda: self.inference.heartbeat, self._restart_inference),
+                Stage("encoder", lambda: self.broadcaster.heartbeat, self.broadcaster.restart_encoder),
+            ],
+            config.service.watchdog_s,
+        )
+
+    # ---- config reload ------------------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config file. An invalid file keeps the running config, and the error is logged and
+        shown in the status until the file is fixed. Returns True when the new config was applied."""
+        if self.loaded.path is None:
+            log.info("reload: running on defaults, no config file to read")
+            return False
+        with self._reload_lock:
+            try:
+                new = load_config(self.loaded.path)
+            except ConfigError as exc:
+                self.config_error = str(exc)
+                for issue in exc.issues:
+                    log.error("config not applied: %s", issue)
+                log.error("keeping the running config until %s is fixed", self.loaded.path)
+                return False
+            changed = changed_keys(self.loaded.config, new.config)
+            self._apply_live(new.config)
+            self.pending_restart = sorted(k for k in changed if k.startswith(RESTART_KEYS))
+            self.loaded = new
+            self.config_error = None
+        live = [k for k in changed if not k.startswith(RESTART_KEYS)]
+        log.info("config reloaded: applied %s", ", ".join(live) or "nothing new")
+        if self.pending_restart:
+            log.warning(
+                "config: %s change(s) need a restart (systemctl restart edgecam)",
+                ", ".join(self.pending_restart),
+            )
+        return True
+
+    def _authenticator(self, config: Config) -> Authenticator:
+        s = config.stream
+        password_file = self.loaded.resolve(s.password_file) if s.password_file else None
+        if s.auth_mode == "none":
+            log.warning(
+                "the stream is open to anyone who can reach port %d: set stream.password_file", s.port
+            )
+        return Authenticator(s.auth_mode, s.username, password_file)
+
+    def _apply_live(self, config: Config) -> None:
+        self.inference.set_filter(
+            detection_filter(config), config.tracker.low_score, config.tracker.high_score
+        )
+        self.inference.tracker.settings = TrackerSettings(**config.tracker_settings())
+        self.switcher.controller.settings = adapt_settings(config)
+        self.watchdog.limit_s = config.service.watchdog_s
+        self.broadcaster.update_settings(stream_settings(config))
+        if config.stream != self.loaded.config.stream:
+            self.authenticator = self._authenticator(config)
+        logging.getLogger().setLevel(config.logging.level)
+
+    # ---- watchdog restarts -----------------------------------------------------------------------------------
+
+    def _restart_inference(self) -> None:
+        successor = self.inference.successor()
+        self.switcher.reload_current()
+        self.inference = successor
+        successor.start()
+
+    def _restart_capture(self) -> None:
+        if self.source.name.startswith("picamera2"):
+            raise RuntimeError("the Pi camera cannot be reopened in-process (libcamera allows one owner)")
+        camera = self.loaded.config.camera
+        self.capture.stop(timeout=0.5)
+        self.source = open_source(
+            self._spec, width=camera.width, height=camera.height, fps=camera.fps, realtime=self.realtime,
+            lores_size=self.switcher.current().input_size, timeout_s=camera.stall_s,
+        )  # fmt: skip
+        self.capture = CaptureThread(self.source, self.slot, stall_s=camera.stall_s, realtime=self.realtime)
+        self.capture.start()
+
+    def alive(self) -> bool:
+        """For systemd's watchdog: false once a stuck stage could not be restarted."""
+        return self.watchdog.healthy
 
     def _load_model(self, model_id: str) -> Detector:
         d = self.loaded.config.detector
@@ -127,6 +220,9 @@ class Pipeline:
         self.broadcaster.start()
         self.inference.start()
         self.capture.start()
+        if self.watcher is not None:
+            self.watcher.start()
+        self.watchdog.start()
         log.info(
             "streaming %s with %s on %s", self.source.name, self.inference.detector.model_id, self.urls()[0]
         )
@@ -143,6 +239,9 @@ class Pipeline:
 
     def stop(self) -> None:
         """Stop every stage, newest-first in the data path, and release the camera."""
+        self.watchdog.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.server is not None:
             self.server.stopping.set()
             self.server.shutdown()
@@ -255,5 +354,6 @@ class Pipeline:
             "config": {
                 "path": str(self.loaded.path) if self.loaded.path else None,
                 "error": self.config_error,
+                "pending_restart": self.pending_restart,
             },
         }

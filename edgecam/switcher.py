@@ -149,6 +149,16 @@ class ModelSwitcher:
             if decision is not None:
                 self._requests.put(decision)
 
+    def reload_current(self) -> Detector:
+        """A fresh interpreter for the current model (the old one is stuck in a thread the watchdog
+        abandoned; an interpreter must never be used from two threads)."""
+        model_id = self._detector.model_id
+        self._detectors.pop(model_id, None)
+        detector = self._load(model_id)
+        self._detectors[model_id] = detector
+        self._detector = detector
+        return detector
+
     # ---- loader thread --------------------------------------------------------------------------------------
 
     def _load_loop(self) -> None:

@@ -63,7 +63,8 @@ class JpegBroadcaster:
         self.latency_ms = LatencyWindow(300)  # capture → JPEG ready
         self.rate = RateMeter()
         self.heartbeat = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="jpeg-encoder", daemon=True)
+        self._generation = 0
+        self._thread = threading.Thread(target=self._run, args=(0,), name="jpeg-encoder", daemon=True)
 
     # ---- pipeline side ------------------------------------------------------------------------------------
 
@@ -92,9 +93,18 @@ class JpegBroadcaster:
 
     # ---- encoding ---------------------------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def restart_encoder(self) -> None:
+        """For the watchdog: a new encoder thread; the stuck one exits if its call ever returns."""
+        self._generation += 1
+        self._thread = threading.Thread(
+            target=self._run, args=(self._generation,), name="jpeg-encoder", daemon=True
+        )
+        self.heartbeat = time.monotonic()
+        self._thread.start()
+
+    def _run(self, generation: int) -> None:
         last_encode = 0.0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and generation == self._generation:
             self.heartbeat = time.monotonic()
             with self._cond:
                 self._cond.wait_for(

@@ -14,8 +14,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+from edgecam.web.auth import Authenticator
 from edgecam.web.broadcast import JpegBroadcaster, TooManyClientsError
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,14 @@ class App(Protocol):
     """What the server needs from the running pipeline."""
 
     broadcaster: JpegBroadcaster
+    authenticator: Authenticator
 
     def status(self) -> dict[str, Any]: ...
 
     def health(self) -> tuple[bool, str]: ...
+
+
+MAX_CONNECTIONS = 256  # open connections (streams, page loads, idle ones); beyond it new ones are closed
 
 
 class Server(ThreadingHTTPServer):
@@ -51,9 +56,27 @@ class Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
         self.stopping = threading.Event()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per connection, at most MAX_CONNECTIONS: a flood of idle sockets cannot pile up threads."""
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # no tracebacks to stderr or clients
         log.warning(
@@ -79,7 +102,10 @@ class Handler(BaseHTTPRequestHandler):
         self._route(head=True)
 
     def _route(self, head: bool) -> None:
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
+        if path != "/healthz" and not self._authorized(path, url.query, head):
+            return
         if path in STATIC:
             name, content_type = STATIC[path]
             body = resources.files("edgecam.web").joinpath("static", name).read_bytes()
@@ -104,22 +130,47 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8", head)
 
+    def _authorized(self, path: str, query: str, head: bool) -> bool:
+        tokens = parse_qs(query).get("token")
+        verdict = self.server.app.authenticator.check(
+            path, self.headers.get("Authorization"), tokens[0] if tokens else None, self.client_address[0]
+        )
+        if verdict.ok:
+            return True
+        extra = (
+            {"WWW-Authenticate": 'Basic realm="edgecam", charset="UTF-8"'} if verdict.status == 401 else {}
+        )
+        if verdict.status == 429:
+            extra["Retry-After"] = str(verdict.retry_after_s)
+        body = b"authentication required\n" if verdict.status == 401 else b"too many failed attempts; wait\n"
+        self._send(HTTPStatus(verdict.status), body, "text/plain; charset=utf-8", head, extra=extra)
+        return False
+
     def _send(
-        self, status: HTTPStatus, body: bytes, content_type: str, head: bool, no_store: bool = False
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        content_type: str,
+        head: bool,
+        no_store: bool = False,
+        extra: dict[str, str] | None = None,
     ) -> None:
         self.send_response(status)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if no_store:
             self.send_header("Cache-Control", "no-store")
-        self._security_headers()
         self.end_headers()
         if not head:
             self.wfile.write(body)
 
-    def _security_headers(self) -> None:
+    def end_headers(self) -> None:
+        """Every response, the standard library's error pages included, carries the security headers."""
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
+        super().end_headers()
 
     def _stream(self, head: bool) -> None:
         broadcaster = self.server.app.broadcaster
@@ -133,7 +184,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "close")
-        self._security_headers()
         self.end_headers()
         if head:
             feed.close()

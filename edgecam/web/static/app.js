@@ -54,9 +54,12 @@ function render(st) {
     list.append(li);
   }
 
-  const error = (st.config || {}).error;
-  $("config-error").hidden = !error;
-  $("config-error").textContent = error ? `Config not applied: ${error}` : "";
+  const config = st.config || {};
+  $("config-error").hidden = !config.error;
+  $("config-error").textContent = config.error ? `Config not applied (the running config stays): ${config.error}` : "";
+  const pending = config.pending_restart || [];
+  $("config-pending").hidden = !pending.length;
+  $("config-pending").textContent = pending.length ? `Restart edgecam to apply: ${pending.join(", ")}` : "";
 }
 
 async function refresh() {

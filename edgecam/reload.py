@@ -1,0 +1,81 @@
+"""Watching config.yaml: a change (or SIGHUP) triggers a reload; edgecam never writes the file.
+
+Polling the file's size, mtime and content hash every ~2 s needs no dependency and also sees editors
+that replace the file (rename over it), which plain inotify watches on the file miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from edgecam.config import Config
+
+log = logging.getLogger(__name__)
+
+# What can change while the camera keeps running, and what needs a restart.
+LIVE_KEYS = (
+    "detector.classes", "detector.threshold", "detector.thresholds", "detector.min_area", "detector.min_fps",
+    "adapt", "tracker", "stream.fps", "stream.quality", "stream.width", "stream.max_clients", "stream.auth", "stream.username", "stream.password_file", "service", "logging",
+)  # fmt: skip
+RESTART_KEYS = (
+    "camera", "detector.model_dir", "detector.ladder", "detector.threads", "detector.edgetpu_device",
+    "stream.bind", "stream.port",
+)  # fmt: skip
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """Dotted keys (at the granularity of LIVE_KEYS / RESTART_KEYS) whose values differ."""
+    before, after = old.model_dump(), new.model_dump()
+    changed = []
+    for key in (*LIVE_KEYS, *RESTART_KEYS):
+        a, b = before, after
+        for part in key.split("."):
+            a, b = a.get(part), b.get(part)
+        if a != b:
+            changed.append(key)
+    for section in after:  # sections added later (auth, mqtt, zones…) that neither list names
+        if (
+            section not in {k.split(".")[0] for k in (*LIVE_KEYS, *RESTART_KEYS)}
+            and before.get(section) != after[section]
+        ):
+            changed.append(section)
+    return changed
+
+
+def fingerprint(path: Path) -> tuple[int, int, str] | None:
+    try:
+        stat = path.stat()
+        return stat.st_size, stat.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class ConfigWatcher(threading.Thread):
+    """Calls ``on_change()`` when the file's content changes (not for a touch that keeps the content)."""
+
+    def __init__(self, path: Path, on_change: Callable[[], None], interval_s: float = 2.0) -> None:
+        super().__init__(name="config-watcher", daemon=True)
+        self.path = path
+        self._on_change = on_change
+        self._interval_s = interval_s
+        self._stopping = threading.Event()
+        self._last = fingerprint(path)
+
+    def run(self) -> None:
+        while not self._stopping.wait(self._interval_s):
+            current = fingerprint(self.path)
+            if current is None or (self._last is not None and current[2] == self._last[2]):
+                self._last = current or self._last
+                continue
+            self._last = current
+            try:
+                self._on_change()
+            except Exception:  # the watcher must outlive any reload bug
+                log.exception("config reload failed")
+
+    def stop(self) -> None:
+        self._stopping.set()

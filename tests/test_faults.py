@@ -1,0 +1,242 @@
+"""Faults injected into the running app: config edits, a detector that starts raising, a truncated model,
+a stage stuck inside a call. Each ends in a clear message and a running box."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+import time
+
+import pytest
+import yaml
+
+from edgecam.config import LoadedConfig, parse_config
+from edgecam.detect import Detector
+from edgecam.pipeline import Overrides, Pipeline
+
+from support import App, MjpegReader, get, wait_for
+
+pytestmark = pytest.mark.slow
+V1, A050 = "ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco"
+
+
+# ---- config hot reload ---------------------------------------------------------------------------------------
+
+
+def test_config_edits_bad_then_good_are_handled_live(tmp_path, model_dir, media_dir):
+    app = App(
+        tmp_path,
+        model_dir,
+        {"camera": {"source": str(media_dir / "vtest.avi")}, "detector": {"threads": 1}},
+        "--model",
+        A050,
+    )
+    try:
+        wait_for(lambda: "person" in {t["label"] for t in app.status()["tracks"]}, 60, what="person tracks")
+        original = app.config_path.read_text()
+        bad_edits = {
+            "syntax": (original.replace("detector:", "detector:\n threads: [", 1), "YAML syntax error"),
+            "type": (original.replace("threads: 1", "threads: many"), "detector.threads: must be a whole number (got 'many')"),
+            "unknown": (original.replace("threads: 1", "threads: 1\n  treshold: 0.4"), "detector.treshold: unknown key; did you mean 'threshold'?"),
+        }  # fmt: skip
+        for name, (text, message) in bad_edits.items():
+            app.config_path.write_text(text)
+            status = wait_for(
+                lambda m=message: m in ((s := app.status())["config"]["error"] or "") and s,
+                20,
+                what=f"the {name} error",
+            )
+            error = status["config"]["error"]
+            assert message in error and error.startswith(str(app.config_path.resolve()) + ":"), error
+            assert f"{app.config_path.resolve()}:" in app.log() and message in app.log()
+            assert status["inference"]["frames"] > 0 and get(app.base + "/healthz")[0] == 200
+            assert app.config_path.read_text() == text  # never rewritten
+        # A valid edit: person leaves the classes, applied live without restarting the camera.
+        frames_before = app.status()["source"]["frames"]
+        config = yaml.safe_load(original)
+        config["detector"]["classes"] = ["car"]
+        config["camera"]["fps"] = 5  # needs a restart: reported as pending
+        app.config_path.write_text(yaml.safe_dump(config))
+        status = wait_for(
+            lambda: (s := app.status())["config"]["error"] is None and s, 20, what="the valid edit"
+        )
+        assert status["config"]["pending_restart"] == ["camera"]
+        wait_for(lambda: "person" not in {t["label"] for t in app.status()["tracks"]}, 20, what="person gone")
+        assert app.status()["source"]["frames"] > frames_before and app.status()["source"]["reconnects"] == 0
+        # SIGHUP reloads too (here: nothing changed, and it says so).
+        app.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "applied nothing new" in app.log(), 10, what="the SIGHUP reload")
+        assert app.proc.poll() is None
+    finally:
+        app.stop()
+
+
+# ---- detector faults -----------------------------------------------------------------------------------------
+
+
+class Faulty:
+    """Fault injection around a real detector: after ``after`` frames it raises, or blocks (a hung call)."""
+
+    def __init__(self, detector: Detector, after: int, mode: str, times: int = 10**9) -> None:
+        self._detector, self._after, self._mode, self._times = detector, after, mode, times
+        self._calls = 0
+        self.release = threading.Event()
+
+    def detect(self, *args, **kwargs):
+        self._calls += 1
+        if self._calls > self._after and self._times > 0:
+            self._times -= 1
+            if self._mode == "raise":
+                raise RuntimeError("invoke failed: injected fault")
+            self.release.wait(3600)  # "hung"
+        return self._detector.detect(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._detector, name)
+
+
+def in_process(tmp_path, model_dir, media_dir, config: dict, wrap) -> Pipeline:
+    """The real pipeline in this process, with ``wrap(model_id, detector)`` applied to each loaded model."""
+
+    class FaultyPipeline(Pipeline):
+        def _load_model(self, model_id: str):
+            return wrap(model_id, super()._load_model(model_id))
+
+    config = {"camera": {"source": str(media_dir / "vtest.avi")}, **config}
+    pipeline = FaultyPipeline(
+        LoadedConfig(parse_config(json.dumps(config)), None),
+        Overrides(port=0, bind="127.0.0.1", model_dir=model_dir, threads=1),
+    )
+    pipeline.start()
+    return pipeline
+
+
+def test_a_detector_that_starts_raising_hands_over_to_the_next_model(tmp_path, model_dir, media_dir, caplog):
+    pipeline = in_process(
+        tmp_path, model_dir, media_dir, {"detector": {"ladder": [V1, A050]}},
+        lambda model_id, d: Faulty(d, after=10, mode="raise") if model_id == V1 else d,
+    )  # fmt: skip
+    try:
+        reader = MjpegReader(f"http://127.0.0.1:{pipeline.port}/stream.mjpg")
+        wait_for(
+            lambda: pipeline.status()["detector"]["model"] == A050,
+            60,
+            what="the switch away from the failing model",
+        )
+        status = pipeline.status()
+        assert status["inference"]["errors"] >= 3
+        switch = status["ladder"]["switches"][-1]
+        assert (switch["from"], switch["to"]) == (V1, A050) and "injected fault" in switch["reason"]
+        frames = status["inference"]["frames"]
+        wait_for(
+            lambda: pipeline.status()["inference"]["frames"] > frames + 10,
+            30,
+            what="frames on the next model",
+        )
+        for _ in range(15):
+            reader.part()  # the stream keeps going
+        reader.close()
+        assert "inference failed on frame" in caplog.text and "injected fault" in caplog.text
+    finally:
+        pipeline.stop()
+
+
+def test_a_truncated_model_is_refused_and_the_next_one_used(tmp_path, model_dir, media_dir):
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("detect.tflite", "ssdlite_mobilenet_v2_coco_0.5_200x200.tflite", "coco_labels.txt"):
+        shutil.copy(model_dir / name, models)
+    data = (models / "detect.tflite").read_bytes()
+    (models / "detect.tflite").write_bytes(data[: len(data) // 2])
+    app = App(
+        tmp_path, models,
+        {"camera": {"source": str(media_dir / "vtest.avi")}, "detector": {"ladder": [V1, A050], "threads": 1}},
+    )  # fmt: skip
+    try:
+        wait_for(lambda: app.status()["inference"]["frames"] > 3, 60, what="inference on the next model")
+        status = app.status()
+        assert status["detector"]["model"] == A050
+        assert [m["available"] for m in status["ladder"]["models"]] == [False, True]
+        log = app.log()
+        assert "model ssd_mobilenet_v1_coco not available" in log and "checksum mismatch" in log
+        assert str(models / "detect.tflite") in log
+    finally:
+        app.stop()
+
+
+# ---- the watchdog ----------------------------------------------------------------------------------------------
+
+
+def test_a_hung_invoke_is_restarted_by_the_watchdog(tmp_path, model_dir, media_dir):
+    hung: list[Faulty] = []
+
+    def wrap(model_id, detector):
+        if not hung:  # the first interpreter hangs once; the watchdog's fresh one works
+            hung.append(Faulty(detector, after=5, mode="hang", times=1))
+            return hung[0]
+        return detector
+
+    pipeline = in_process(
+        tmp_path, model_dir, media_dir, {"detector": {"ladder": [A050]}, "service": {"watchdog_s": 2}}, wrap
+    )
+    try:
+        wait_for(lambda: pipeline.watchdog.restarts >= 1, 30, what="the watchdog to restart inference")
+        frames = pipeline.status()["inference"]["frames"]
+        wait_for(
+            lambda: pipeline.status()["inference"]["frames"] > frames + 5, 30, what="frames after the restart"
+        )
+        assert pipeline.alive()
+    finally:
+        for h in hung:
+            h.release.set()
+        pipeline.stop()
+
+
+def test_a_stage_that_cannot_recover_stops_the_service_pings(tmp_path, model_dir, media_dir):
+    faults: list[Faulty] = []
+
+    def wrap(model_id, detector):  # every interpreter hangs: restarting cannot help
+        # The first interpreter hangs after the startup probe (4 calls) and one frame; every fresh one at once.
+        faults.append(Faulty(detector, after=5 if not faults else 0, mode="hang"))
+        return faults[-1]
+
+    pipeline = in_process(
+        tmp_path, model_dir, media_dir, {"detector": {"ladder": [A050]}, "service": {"watchdog_s": 2}}, wrap
+    )
+    pipeline.watchdog.max_restarts = 2
+    try:
+        wait_for(lambda: not pipeline.alive(), 60, what="the watchdog to give up")
+        assert pipeline.watchdog.restarts == 2
+        assert get(f"http://127.0.0.1:{pipeline.port}/healthz")[0] == 503
+    finally:
+        for f in faults:
+            f.release.set()
+        pipeline.stop()
+
+
+def test_sources_that_fail_show_a_no_signal_frame(tmp_path, model_dir, media_dir, cv2):
+    import numpy as np
+
+    from support import MjpegCamera
+
+    camera = MjpegCamera(media_dir / "vtest.avi")
+    camera.start()
+    app = App(tmp_path, model_dir, {"camera": {"source": camera.url, "stall_s": 2.0}}, "--model", A050)
+    try:
+        reader = MjpegReader(app.base + "/stream.mjpg")
+        live = cv2.imdecode(np.frombuffer(reader.part(), np.uint8), cv2.IMREAD_COLOR)
+        camera.stop()
+        wait_for(lambda: app.status()["source"]["state"] == "lost", 20, what="lost")
+        cards = []
+        t0 = time.monotonic()
+        while len(cards) < 3 and time.monotonic() - t0 < 20:  # the stream keeps moving while lost
+            cards.append(cv2.imdecode(np.frombuffer(reader.part(), np.uint8), cv2.IMREAD_COLOR))
+        assert len(cards) == 3
+        card = cards[-1]
+        assert card.shape == live.shape and card.mean() < live.mean() * 0.6  # the dimmed "NO SIGNAL" card
+        reader.close()
+    finally:
+        app.stop()
+        camera.stop()
