@@ -51,7 +51,7 @@ def test_stream_status_and_snapshot(vtest_app, cv2):
         assert key in status
     assert status["detector"] | {"model": V1, "alpha": 1.0, "device": "cpu"} == status["detector"]
     assert status["source"]["state"] == "live" and status["inference"]["frames"] > 0
-    assert status["config"] == {"path": str(app.config_path), "error": None}
+    assert status["config"] == {"path": str(app.config_path), "error": None, "pending_restart": []}
     code, headers, body = get(app.base + "/snapshot.jpg")
     assert (
         code == 200 and headers["Content-Type"] == "image/jpeg" and decode(cv2, body).shape == (240, 320, 3)

@@ -32,10 +32,18 @@ class StreamSettings:
     max_clients: int = 10
 
 
+BOUNDARY = "edgecam-frame"
+
+
 @dataclass(frozen=True)
 class Jpeg:
-    data: bytes
+    part: bytes  # the JPEG framed as one multipart part, built once and written as-is to every client
     sequence: int  # increments per published JPEG; clients use it to skip to the newest
+
+    @staticmethod
+    def frame(data: bytes, sequence: int) -> Jpeg:
+        head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+        return Jpeg(b"".join((head, data, b"\r\n")), sequence)
 
 
 class JpegBroadcaster:
@@ -52,7 +60,9 @@ class JpegBroadcaster:
         self.settings = settings
         self._annotate = annotate
         self._no_signal_reason = no_signal_reason
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._work = threading.Condition(lock)  # the encoder waits here: a new output while someone watches
+        self._fresh = threading.Condition(lock)  # clients wait here: a new JPEG
         self._pending: OutputFrame | None = None
         self._latest: OutputFrame | None = None
         self._jpeg: Jpeg | None = None
@@ -73,16 +83,17 @@ class JpegBroadcaster:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        with self._work:
+            self._work.notify_all()
+            self._fresh.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
     def publish(self, output: OutputFrame) -> None:
-        with self._cond:
+        with self._work:
             self._pending = output
             self._latest = output
-            self._cond.notify_all()
+            self._work.notify()
 
     @property
     def clients(self) -> int:
@@ -106,8 +117,8 @@ class JpegBroadcaster:
         last_encode = 0.0
         while not self._stop.is_set() and generation == self._generation:
             self.heartbeat = time.monotonic()
-            with self._cond:
-                self._cond.wait_for(
+            with self._work:
+                self._work.wait_for(
                     lambda: self._stop.is_set() or (self._pending and self._clients), timeout=1.0
                 )
                 output = self._pending if self._clients else None
@@ -153,10 +164,11 @@ class JpegBroadcaster:
         return buffer.tobytes()
 
     def _send(self, data: bytes) -> None:
-        with self._cond:
-            sequence = self._jpeg.sequence + 1 if self._jpeg else 1
-            self._jpeg = Jpeg(data, sequence)
-            self._cond.notify_all()
+        sequence = self._jpeg.sequence + 1 if self._jpeg else 1
+        jpeg = Jpeg.frame(data, sequence)
+        with self._fresh:
+            self._jpeg = jpeg
+            self._fresh.notify_all()
         self.rate.tick()
 
     def _no_signal_card(self, reason: str) -> bytes:
@@ -180,13 +192,13 @@ class JpegBroadcaster:
         return self.encode(latest) if latest is not None else None
 
     def frames(self, stop: threading.Event, timeout_s: float = 30.0) -> Iterator[bytes]:
-        """JPEGs for one client: each time, the newest JPEG newer than the last one it gave.
+        """Multipart parts for one client: each time, the newest JPEG newer than the last one it gave.
         Raises TooManyClientsError at once when ``max_clients`` are already watching."""
-        with self._cond:
+        with self._work:
             if self._clients >= self.settings.max_clients:
                 raise TooManyClientsError(f"{self._clients} clients already watching (stream.max_clients)")
             self._clients += 1
-            self._cond.notify_all()
+            self._work.notify()
         return self._feed(stop, timeout_s)
 
     def _newer_or_stopping(self, stop: threading.Event, seen: int) -> bool:
@@ -196,15 +208,15 @@ class JpegBroadcaster:
         try:
             seen = self._jpeg.sequence if self._jpeg else 0
             while not (stop.is_set() or self._stop.is_set()):
-                with self._cond:
-                    fresh = self._cond.wait_for(
+                with self._fresh:
+                    fresh = self._fresh.wait_for(
                         functools.partial(self._newer_or_stopping, stop, seen), timeout_s
                     )
                     jpeg = self._jpeg
                 if not fresh or jpeg is None or jpeg.sequence <= seen:
                     continue
                 seen = jpeg.sequence
-                yield jpeg.data
+                yield jpeg.part
         finally:
-            with self._cond:
+            with self._work:
                 self._clients -= 1

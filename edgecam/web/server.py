@@ -17,11 +17,10 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from edgecam.web.auth import Authenticator
-from edgecam.web.broadcast import JpegBroadcaster, TooManyClientsError
+from edgecam.web.broadcast import BOUNDARY, JpegBroadcaster, TooManyClientsError
 
 log = logging.getLogger(__name__)
 
-BOUNDARY = "edgecam-frame"
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -190,9 +189,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.connection.settimeout(self.stream_write_timeout_s)  # a client that stops reading is dropped
         try:
-            for jpeg in feed:
-                part = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
-                self.wfile.write(part + jpeg + b"\r\n")
+            for part in feed:
+                self.wfile.write(part)
                 self.wfile.flush()
         except (ConnectionError, TimeoutError, OSError):
             pass  # the viewer went away
