@@ -477,7 +477,8 @@ apt_step() {
     step "Installing system packages (apt)"
     # Not python3-scipy: on Debian 12 it depends on pythran and so on g++ and boost (~500 MB); scipy's wheel
     # (~35 MB) goes into the venv instead, built for apt's numpy.
-    APT_PKGS=(python3 python3-venv python3-numpy python3-opencv python3-yaml)
+    # procps: /bin/kill for the unit's ExecReload (minimal images lack it).
+    APT_PKGS=(python3 python3-venv python3-numpy python3-opencv python3-yaml procps)
     [ -n "$OFFLINE" ] || APT_PKGS+=(ca-certificates)
     local cand
     cand=$(pkg_candidate python3-picamera2)

@@ -256,8 +256,9 @@ def _reload(reload: Callable[[], Any] | None, notifier: ServiceNotifier, status:
         log.error("config reload failed, keeping the running config: %s", exc)
         notifier.notify("READY=1", f"STATUS=reload failed, running config kept: {exc}")
         return
-    if result is not None and result is not True:
-        log.info("config reload: %s", result)
+    if result is False:  # pipeline.reload() said no (it logs why): the running config stays
+        notifier.notify("READY=1", "STATUS=reload failed, running config kept (see the log)")
+        return
     notifier.ready(_safe(status) or "running")
 
 
