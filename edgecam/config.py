@@ -30,6 +30,7 @@ from pydantic import (
 
 from edgecam.detect.labels import COCO_LABELS
 from edgecam.detect.manifest import load_manifest
+from edgecam.events.settings import Lines, MqttConfig, SnapshotConfig, Zones
 from edgecam.track import TrackerSettings
 
 # ---- value rules with messages a user understands -----------------------------------------------------------
@@ -251,6 +252,10 @@ class Config(Section):
     stream: StreamConfig = StreamConfig()
     service: ServiceConfig = ServiceConfig()
     logging: LoggingConfig = LoggingConfig()
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    zones: Zones = Field(default_factory=list)
+    lines: Lines = Field(default_factory=list)
+    snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
 
     def tracker_settings(self) -> dict[str, Any]:
         """make_tracker's keyword arguments."""

@@ -44,6 +44,7 @@ class InferenceThread(threading.Thread):
         self.set_filter(detection_filter, tracker_floor, tracker_high_score)
         self._publish = publish
         self.on_events: Callable[[list[TrackEvent]], None] = self._log_events
+        self.on_output: Callable[[OutputFrame, list[TrackEvent]], None] | None = None
         self._stopping = threading.Event()
         self.rate = RateMeter()
         self.busy_ms = LatencyWindow(100)
@@ -84,6 +85,7 @@ class InferenceThread(threading.Thread):
             self._slot, self.switcher, self.tracker, self._publish, self.detection_filter,
             self._tracker_floor, self._tracker_high_score,
         )  # fmt: skip
+        new.on_output = self.on_output
         new.on_events, new.rate, new.busy_ms, new.invoke_ms = (
             self.on_events,
             self.rate,
@@ -147,7 +149,8 @@ class InferenceThread(threading.Thread):
         )
         classes = np.array([d.class_id for d in candidates], dtype=np.int64)
         tracks = self.tracker.update(boxes, scores, classes, timestamp=frame.timestamp)
-        self.on_events(self.tracker.pop_events())
+        events = self.tracker.pop_events()
+        self.on_events(events)
         for track in tracks:
             track.label = detector.label(track.class_id)
         busy_ms = (time.perf_counter() - start) * 1e3
@@ -159,3 +162,5 @@ class InferenceThread(threading.Thread):
         output = OutputFrame(frame, detections, tracks, self.model_info(detector), busy_ms, time.monotonic())
         self.latest = output
         self._publish(output)
+        if self.on_output is not None:
+            self.on_output(output, events)

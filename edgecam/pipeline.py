@@ -17,13 +17,15 @@ from edgecam.detect import DetectionFilter, Detector, load_detector
 from edgecam.detect.ladder import resolve_ladder
 from edgecam.detect.manifest import load_manifest
 from edgecam.detect.store import Status, check
+from edgecam.events.hub import build_event_hub
+from edgecam.events.metrics import Metrics
 from edgecam.frames import LatestFrameSlot
 from edgecam.inference import InferenceThread
 from edgecam.overlay import draw_detections, draw_hud
 from edgecam.reload import RESTART_KEYS, ConfigWatcher, changed_keys
 from edgecam.results import OutputFrame
 from edgecam.switcher import ModelSwitcher, ladder_with_twins
-from edgecam.track import TrackerSettings, make_tracker
+from edgecam.track import TrackerSettings, TrackEvent, make_tracker
 from edgecam.watchdog import Stage, Watchdog
 from edgecam.web.auth import Authenticator
 from edgecam.web.broadcast import JpegBroadcaster, StreamSettings
@@ -96,6 +98,12 @@ class Pipeline:
             self.slot, self.switcher, tracker, self.broadcaster.publish, detection_filter(config),
             tracker_floor=config.tracker.low_score, tracker_high_score=config.tracker.high_score,
         )  # fmt: skip
+        self.events = build_event_hub(
+            config, loaded.resolve, lambda class_id: self.inference.detector.label(class_id),
+            self.broadcaster.encode, classes=config.detector.classes,
+        )  # fmt: skip
+        self.metrics = Metrics(self.status)
+        self.inference.on_output = self._on_output
         self.authenticator = self._authenticator(config)
         self.server: Server | None = None
         self.pending_restart: list[str] = []
@@ -217,6 +225,7 @@ class Pipeline:
         bind = self.overrides.bind or config.stream.bind
         port = self.overrides.port if self.overrides.port is not None else config.stream.port
         self.server, _ = start_server(self, bind, port)
+        self.events.start()
         self.broadcaster.start()
         self.inference.start()
         self.capture.start()
@@ -249,13 +258,19 @@ class Pipeline:
         self.capture.stop()
         self.slot.close()
         self.inference.stop()
+        self.events.stop()
         self.switcher.stop()
         self.broadcaster.stop()
         log.info("stopped")
 
     # ---- output side --------------------------------------------------------------------------------------
 
+    def _on_output(self, output: OutputFrame, events: list[TrackEvent]) -> None:
+        self.metrics.observe_frame(output.inference_ms, [d.label for d in output.detections])
+        self.events.on_frame(output, events)  # never raises, never blocks: its sinks are queue-backed
+
     def _annotate(self, output: OutputFrame) -> None:
+        self.events.draw(output.image)  # zones and lines under the boxes
         draw_detections(output.image, output.tracks, ids=[t.id for t in output.tracks])
         m = output.model
         device = "Edge TPU" if m.device == "edgetpu" else "CPU"
@@ -351,6 +366,7 @@ class Pipeline:
                 }
                 for t in tracks
             ],
+            "events": self.events.status(),
             "config": {
                 "path": str(self.loaded.path) if self.loaded.path else None,
                 "error": self.config_error,

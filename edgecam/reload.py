@@ -23,7 +23,7 @@ LIVE_KEYS = (
 )  # fmt: skip
 RESTART_KEYS = (
     "camera", "detector.model_dir", "detector.ladder", "detector.threads", "detector.edgetpu_device",
-    "stream.bind", "stream.port",
+    "stream.bind", "stream.port", "mqtt", "zones", "lines", "snapshots",
 )  # fmt: skip
 
 

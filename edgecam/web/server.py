@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from edgecam.events.metrics import Metrics
 from edgecam.web.auth import Authenticator
 from edgecam.web.broadcast import BOUNDARY, JpegBroadcaster, TooManyClientsError
 
@@ -38,6 +39,7 @@ class App(Protocol):
 
     broadcaster: JpegBroadcaster
     authenticator: Authenticator
+    metrics: Metrics
 
     def status(self) -> dict[str, Any]: ...
 
@@ -112,6 +114,9 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/api/status":
             body = json.dumps(self.server.app.status()).encode()
             self._send(HTTPStatus.OK, body, "application/json", head, no_store=True)
+        elif path == "/metrics":
+            body, content_type = self.server.app.metrics.render()
+            self._send(HTTPStatus.OK, body, content_type, head, no_store=True)
         elif path == "/healthz":
             ok, reason = self.server.app.health()
             status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE

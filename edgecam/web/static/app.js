@@ -54,6 +54,28 @@ function render(st) {
     list.append(li);
   }
 
+  const ev = st.events || {};
+  const areas = $("areas");
+  areas.replaceChildren();
+  for (const z of ev.zones || []) {
+    const li = document.createElement("li");
+    li.textContent = `${z.name}: ${z.occupancy} inside`;
+    areas.append(li);
+  }
+  for (const l of ev.lines || []) {
+    const li = document.createElement("li");
+    li.textContent = `${l.name}: in ${l.in} · out ${l.out}`;
+    areas.append(li);
+  }
+  if (!areas.children.length) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = "none configured";
+    areas.append(li);
+  }
+  const m = ev.mqtt;
+  $("mqtt").textContent = !m ? "off" : `${m.connected ? "connected" : "offline"} · queue ${m.queue} · dropped ${m.dropped}`;
+
   const config = st.config || {};
   $("config-error").hidden = !config.error;
   $("config-error").textContent = config.error ? `Config not applied (the running config stays): ${config.error}` : "";
