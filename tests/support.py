@@ -25,9 +25,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+def get(
+    url: str, timeout: float = 5.0, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
@@ -46,7 +48,15 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
 class App:
     """`edgecam run` in a subprocess with a config written for the test."""
 
-    def __init__(self, tmp_path: Path, model_dir: Path, config: dict[str, Any], *args: str) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        model_dir: Path,
+        config: dict[str, Any],
+        *args: str,
+        auth: dict[str, str] | None = None,
+    ) -> None:
+        self.auth = auth or {}
         self.port = free_port()
         config = {**config, "stream": {"bind": "127.0.0.1", "port": self.port, **config.get("stream", {})}}
         config.setdefault("detector", {})["model_dir"] = str(model_dir)
@@ -66,12 +76,12 @@ class App:
         if self.proc.poll() is not None:
             raise AssertionError(f"edgecam exited with {self.proc.returncode}:\n{self.log()}")
         try:
-            return get(self.base + "/api/status", timeout=1)[0] == 200
+            return get(self.base + "/healthz", timeout=1)[0] in (200, 503)  # listening, frames or not
         except OSError:
             return False
 
     def status(self) -> dict[str, Any]:
-        return json.loads(get(self.base + "/api/status")[2])
+        return json.loads(get(self.base + "/api/status", headers=self.auth)[2])
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -122,6 +132,7 @@ class MjpegReader:
         return data
 
     def close(self) -> None:
+        self.response.close()  # the response's file object holds the socket open on its own
         self.conn.close()
 
 
