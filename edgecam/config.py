@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import re
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,65 +19,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     create_model,
     model_validator,
 )
 
-from edgecam.detect.labels import COCO_LABELS
 from edgecam.detect.manifest import load_manifest
 from edgecam.events.settings import Lines, MqttConfig, SnapshotConfig, Zones
+from edgecam.schema import Fraction, Label, NonNegativeFloat, Port, PositiveFloat, Section, between
 from edgecam.track import TrackerSettings
-
-# ---- value rules with messages a user understands -----------------------------------------------------------
-
-
-def _between(lo: float, hi: float) -> Callable[[float], float]:
-    def check(value: float) -> float:
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo:g} and {hi:g}")
-        return value
-
-    return check
-
-
-def _at_least(lo: float) -> Callable[[float], float]:
-    def check(value: float) -> float:
-        if value < lo:
-            raise ValueError(f"must be at least {lo:g}")
-        return value
-
-    return check
-
-
-def _above(lo: float) -> Callable[[float], float]:
-    def check(value: float) -> float:
-        if value <= lo:
-            raise ValueError(f"must be greater than {lo:g}")
-        return value
-
-    return check
-
-
-Fraction = Annotated[float, AfterValidator(_between(0.0, 1.0))]
-PositiveFloat = Annotated[float, AfterValidator(_above(0.0))]
-NonNegativeFloat = Annotated[float, AfterValidator(_at_least(0.0))]
-Port = Annotated[int, AfterValidator(_between(1, 65535))]
-
-
-def _known_label(label: str) -> str:
-    if label not in COCO_LABELS:
-        guess = difflib.get_close_matches(label, COCO_LABELS, n=1)
-        hint = f"; did you mean '{guess[0]}'?" if guess else " (see the labels in models/README.md)"
-        raise ValueError(f"unknown class '{label}'{hint}")
-    return label
-
-
-Label = Annotated[str, AfterValidator(_known_label)]
 
 
 def _ladder_form(value: Any) -> Any:
@@ -97,10 +49,6 @@ def _ladder_form(value: Any) -> Any:
     return value
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # ---- sections ------------------------------------------------------------------------------------------------
 
 
@@ -109,13 +57,13 @@ class CameraConfig(Section):
         "auto",
         description="auto | picamera2 | testpattern | a V4L2 index or /dev/videoN | rtsp://… or http://… | a video file",
     )
-    width: Annotated[int, AfterValidator(_between(16, 7680))] = Field(
+    width: Annotated[int, AfterValidator(between(16, 7680))] = Field(
         1280, description="capture width, pixels"
     )
-    height: Annotated[int, AfterValidator(_between(16, 4320))] = Field(
+    height: Annotated[int, AfterValidator(between(16, 4320))] = Field(
         720, description="capture height, pixels"
     )
-    fps: Annotated[float, AfterValidator(_between(0, 240))] = Field(
+    fps: Annotated[float, AfterValidator(between(0, 240))] = Field(
         15, description="requested camera rate; 0 = the source's own rate"
     )
     realtime: bool = Field(True, description="video files: play at their own rate (false = as fast as taken)")
@@ -127,7 +75,7 @@ class DetectorConfig(Section):
     ladder: Annotated[Literal["auto"] | list[str], BeforeValidator(_ladder_form)] = Field(
         "auto", description="model ids, heaviest first, or auto (the installed ones, Edge TPU first)"
     )
-    threads: Annotated[int, AfterValidator(_between(1, 16))] = Field(2, description="CPU interpreter threads")
+    threads: Annotated[int, AfterValidator(between(1, 16))] = Field(2, description="CPU interpreter threads")
     edgetpu_device: str | None = Field(
         None, description="usb, usb:N, pci, pci:N, or null for the first found"
     )
@@ -165,7 +113,7 @@ class AdaptConfig(Section):
         3.0, description="seconds under detector.min_fps before stepping down"
     )
     up_after_s: PositiveFloat = Field(15.0, description="seconds the bigger model must be predicted to fit")
-    up_margin: Annotated[float, AfterValidator(_between(1.0, 3.0))] = Field(
+    up_margin: Annotated[float, AfterValidator(between(1.0, 3.0))] = Field(
         1.25, description="the bigger model must be predicted at min_fps × this"
     )
     cooldown_s: NonNegativeFloat = Field(10.0, description="at most one model switch per this many seconds")
@@ -205,12 +153,12 @@ TrackerConfig = _tracker_section()
 class StreamConfig(Section):
     bind: str = Field("0.0.0.0", description="address the web server listens on")
     port: Port = Field(8080, description="HTTP port")
-    fps: Annotated[float, AfterValidator(_between(0.5, 60))] = Field(15, description="stream frame rate cap")
-    quality: Annotated[int, AfterValidator(_between(10, 100))] = Field(80, description="JPEG quality")
-    width: Annotated[int, AfterValidator(_between(0, 7680))] = Field(
+    fps: Annotated[float, AfterValidator(between(0.5, 60))] = Field(15, description="stream frame rate cap")
+    quality: Annotated[int, AfterValidator(between(10, 100))] = Field(80, description="JPEG quality")
+    width: Annotated[int, AfterValidator(between(0, 7680))] = Field(
         0, description="output width in pixels (height follows the aspect); 0 = camera size"
     )
-    max_clients: Annotated[int, AfterValidator(_between(1, 1000))] = Field(
+    max_clients: Annotated[int, AfterValidator(between(1, 1000))] = Field(
         10, description="concurrent stream clients"
     )
     auth: Literal["auto", "none", "basic", "token"] = Field(
@@ -235,7 +183,7 @@ class StreamConfig(Section):
 
 
 class ServiceConfig(Section):
-    watchdog_s: Annotated[float, AfterValidator(_between(2, 3600))] = Field(
+    watchdog_s: Annotated[float, AfterValidator(between(2, 3600))] = Field(
         30.0, description="a stage stuck this long is restarted; if that fails, systemd restarts edgecam"
     )
 

@@ -51,6 +51,13 @@ class CaptureSource(ABC):
         return f"<{type(self).__name__} {self.name}>"
 
 
+def as_frame(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """A decoded OpenCV image as the pipeline wants it: BGR (grey streams exist) at ``size`` if given."""
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return fit_size(image, size)
+
+
 def fit_size(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """Resize ``image`` to ``size`` (width, height) if given and different; otherwise return it as is."""
     if size is None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgecam.vision import cv2
 
-from .base import CaptureSource, SourceError, fit_size
+from .base import CaptureSource, SourceError, as_frame
 
 __all__ = ["FileSource"]
 
@@ -71,9 +71,7 @@ class FileSource(CaptureSource):
             if not ok:
                 raise SourceError(f"no frame could be decoded from '{self.path}' after rewinding")
         self._frames_since_open += 1
-        if image.ndim == 2:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        return fit_size(image, self.size), None
+        return as_frame(image, self.size), None
 
     def close(self) -> None:
         cap, self._cap = self._cap, None

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgecam.vision import cv2
 
-from .base import CaptureSource, SourceError, fit_size
+from .base import CaptureSource, SourceError, as_frame
 
 __all__ = ["NetworkSource", "redact_url"]
 
@@ -63,9 +63,7 @@ class NetworkSource(CaptureSource):
         ok, image = self._cap.read()
         if not ok or image is None:
             raise SourceError(f"stream ended or no frame within {self.timeout_s:g} s")
-        if image.ndim == 2:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        return fit_size(image, self.size), None
+        return as_frame(image, self.size), None
 
     def close(self) -> None:
         cap, self._cap = self._cap, None

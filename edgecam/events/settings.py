@@ -1,20 +1,18 @@
 """Config sections for events: ``mqtt``, ``zones``, ``lines`` and ``snapshots``.
 
-Same style as :mod:`edgecam.config` (frozen, unknown keys rejected, value rules with messages a user
-understands). The base class is repeated here rather than imported: ``edgecam.config`` imports these
-sections, so importing it back would be circular.
+Built from the same blocks as :mod:`edgecam.config` (:mod:`edgecam.schema`): frozen, unknown keys
+rejected, value rules with messages a user understands.
 """
 
 from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from edgecam.detect.labels import COCO_LABELS
+from edgecam.schema import Label, Port, Section, between
 
 __all__ = [
     "LineConfig",
@@ -27,10 +25,6 @@ __all__ = [
 ]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def slug(text: str) -> str:
     """Lower-case letters, digits and ``_``: safe in MQTT topics, Home Assistant ids and file names."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "camera"
@@ -38,21 +32,6 @@ def slug(text: str) -> str:
 
 def _hostname_slug() -> str:
     return slug(socket.gethostname())
-
-
-def _between(lo: float, hi: float) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo:g} and {hi:g}")
-        return value
-
-    return check
-
-
-def _known_label(label: str) -> str:
-    if label not in COCO_LABELS:
-        raise ValueError(f"unknown class '{label}' (see the labels in models/README.md)")
-    return label
 
 
 def _topic_part(value: str) -> str:
@@ -73,15 +52,13 @@ def _name_form(value: str) -> str:
     return value
 
 
-Label = Annotated[str, AfterValidator(_known_label)]
-Port = Annotated[int, AfterValidator(_between(1, 65535))]
 Name = Annotated[str, AfterValidator(_name_form)]
 Point = tuple[
-    Annotated[float, AfterValidator(_between(0.0, 1.0))], Annotated[float, AfterValidator(_between(0.0, 1.0))]
+    Annotated[float, AfterValidator(between(0.0, 1.0))], Annotated[float, AfterValidator(between(0.0, 1.0))]
 ]
 
 
-class MqttConfig(_Section):
+class MqttConfig(Section):
     enabled: bool = Field(False, description="publish events and counts to an MQTT broker")
     host: str = Field("localhost", description="broker host name or address")
     port: Port = Field(1883, description="broker port (8883 is the usual TLS port)")
@@ -99,10 +76,10 @@ class MqttConfig(_Section):
         default_factory=_hostname_slug, description="this camera's name in topics and in Home Assistant"
     )
     snapshots_on_new_track: bool = Field(False, description="publish a JPEG to <base>/<camera>/snapshot")
-    queue_size: Annotated[int, AfterValidator(_between(1, 100_000))] = Field(
+    queue_size: Annotated[int, AfterValidator(between(1, 100_000))] = Field(
         1000, description="events kept while the broker is away; the oldest are dropped (and counted)"
     )
-    keepalive_s: Annotated[int, AfterValidator(_between(5, 3600))] = Field(
+    keepalive_s: Annotated[int, AfterValidator(between(5, 3600))] = Field(
         30, description="MQTT keepalive; the broker publishes the Last Will after 1.5 × this of silence"
     )
     discovery: bool = Field(True, description="publish Home Assistant MQTT discovery configs")
@@ -119,7 +96,7 @@ def _polygon_area(points: list[tuple[float, float]]) -> float:
     )
 
 
-class ZoneConfig(_Section):
+class ZoneConfig(Section):
     name: Name = Field(description="shown on the video, in the status and in MQTT topics")
     points: list[Point] = Field(description="polygon corners [[x, y], …], normalized 0-1 (0,0 = top left)")
     classes: list[Label] = Field(default_factory=list, description="classes counted; empty = every class")
@@ -133,7 +110,7 @@ class ZoneConfig(_Section):
         return self
 
 
-class LineConfig(_Section):
+class LineConfig(Section):
     name: Name = Field(description="shown on the video, in the status and in MQTT topics")
     points: list[Point] = Field(
         description="[[x1, y1], [x2, y2]], normalized 0-1; crossing from its left to its right "
@@ -167,13 +144,13 @@ Zones = Annotated[list[ZoneConfig], AfterValidator(_unique_names)]
 Lines = Annotated[list[LineConfig], AfterValidator(_unique_names)]
 
 
-class SnapshotConfig(_Section):
+class SnapshotConfig(Section):
     enabled: bool = Field(False, description="save a JPEG of the annotated frame when a track starts")
     dir: str = Field("snapshots", description="folder; relative paths are relative to the config file")
-    max_files: Annotated[int, AfterValidator(_between(1, 1_000_000))] = Field(
+    max_files: Annotated[int, AfterValidator(between(1, 1_000_000))] = Field(
         500, description="the oldest files are deleted beyond this many"
     )
-    max_bytes: Annotated[int, AfterValidator(_between(10_000, 1 << 40))] = Field(
+    max_bytes: Annotated[int, AfterValidator(between(10_000, 1 << 40))] = Field(
         200_000_000, description="the oldest files are deleted so the folder stays under this size"
     )
     classes: list[Label] = Field(default_factory=list, description="classes saved; empty = every class")
