@@ -1,4 +1,4 @@
-"""The `edgecam` command: run, detect, check-config, models, bench."""
+"""The `edgecam` command: run, detect, check-config, models, password, doctor, bench."""
 
 from __future__ import annotations
 
@@ -112,6 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--generate", action="store_true", help="generate a password and print it once")
     p.set_defaults(handler=_cmd_password_set)
 
+    p = sub.add_parser(
+        "doctor", help="check this box (OS, runtime, camera, Coral, models, config, service, power)"
+    )
+    p.add_argument(
+        "--config", type=Path, help="config file (default: ./config.yaml, else /etc/edgecam/config.yaml)"
+    )
+    p.add_argument("--model-dir", type=Path, help="model directory (default: the config's)")
+    p.set_defaults(handler=_cmd_doctor)
+
     bench = sub.add_parser("bench", help="measure what things cost on this machine")
     bsub = bench.add_subparsers(title="benchmarks", required=True)
     p = bsub.add_parser("detector", help="invoke latency and FPS per model and thread count")
@@ -186,6 +195,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import threading
 
     from edgecam.pipeline import Overrides, Pipeline
+    from edgecam.service import run_service
 
     loaded = _loaded_config(args.config)
     logging.getLogger().setLevel(loaded.config.logging.level if not args.verbose else logging.DEBUG)
@@ -201,16 +211,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         realtime=False if args.no_realtime else None,
     )
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM):  # until run_service takes the signals over
         signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no reload (and no death by SIGHUP) while starting
     pipeline = Pipeline(loaded, overrides)
-    # SIGHUP reloads the config; the reload runs on its own thread, not inside the signal handler.
-    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=pipeline.reload, name="reload").start())
     pipeline.start()
     for url in pipeline.urls():
         log.info("open %s", url)
     try:
-        stop.wait()
+        # systemd: READY=1 now that it serves, WATCHDOG=1 while every stage is alive, SIGHUP → pipeline.reload()
+        # The in-app watchdog restarts a stage stuck for watchdog_s; systemd's pings stop when it gives up,
+        # or if a stage is still stuck at twice that.
+        run_service(pipeline, stop, watchdog_s=2 * loaded.config.service.watchdog_s)
     finally:
         log.info("stopping…")
         pipeline.stop()
@@ -353,6 +365,13 @@ def _cmd_password_set(args: argparse.Namespace) -> int:
         print(password)
     print(f"password hash written to {args.file}", file=sys.stderr)
     return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from edgecam.doctor import run_doctor
+
+    path = args.config or next((p for p in DEFAULT_CONFIG_PATHS if p.is_file()), None)
+    return run_doctor(path, args.model_dir)
 
 
 def _cmd_bench_detector(args: argparse.Namespace) -> int:

@@ -99,11 +99,16 @@ def stage_stuck(heartbeats: Mapping[str, float | None], now: float, limit_s: flo
 
 
 def pipeline_heartbeats(pipeline: Any) -> dict[str, float | None]:
-    """Each stage thread's last heartbeat (monotonic seconds)."""
-    return {
+    """Each stage thread's last heartbeat (monotonic seconds), plus the in-app watchdog's verdict when the
+    pipeline has one: once it gave up on a stuck stage, the pings stop at once."""
+    beats = {
         name: getattr(getattr(pipeline, name, None), "heartbeat", None)
         for name in ("capture", "inference", "broadcaster")
     }
+    alive = getattr(pipeline, "alive", None)
+    if alive is not None:
+        beats["restarts"] = time.monotonic() if alive() else None
+    return beats
 
 
 def status_line(status: Mapping[str, Any]) -> str:

@@ -26,7 +26,7 @@ def burn(stop) -> None:
 class CpuHog:
     """Busy processes, more than there are cores; bounded in time even if a test forgets to stop them."""
 
-    def __init__(self, processes: int = 3, max_s: float = 120.0) -> None:
+    def __init__(self, processes: int = 4, max_s: float = 120.0) -> None:
         self.stop_event = multiprocessing.Event()
         self.procs = [
             multiprocessing.Process(target=burn, args=(self.stop_event,), daemon=True)
