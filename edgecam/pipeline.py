@@ -153,10 +153,9 @@ class Pipeline:
     def _authenticator(self, config: Config) -> Authenticator:
         s = config.stream
         password_file = self.loaded.resolve(s.password_file) if s.password_file else None
-        if s.auth_mode == "none":
-            log.warning(
-                "the stream is open to anyone who can reach port %d: set stream.password_file", s.port
-            )
+        bind = self.overrides.bind or s.bind
+        if s.auth_mode == "none" and bind not in ("127.0.0.1", "::1", "localhost"):
+            log.warning("the stream has no password and listens on %s: set stream.password_file", bind)
         return Authenticator(s.auth_mode, s.username, password_file)
 
     def _apply_live(self, config: Config) -> None:

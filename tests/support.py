@@ -70,7 +70,13 @@ class App:
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
         self.base = f"http://127.0.0.1:{self.port}"
-        wait_for(self._serving, 60, what=f"the app to serve on {self.base} (log: {self.log_path})")
+        try:
+            wait_for(self._serving, 60, what=f"the app to serve on {self.base} (log: {self.log_path})")
+        except BaseException:
+            self.proc.kill()  # never leave an app running behind a failed test
+            self.proc.wait()
+            self._log.close()
+            raise
 
     def _serving(self) -> bool:
         if self.proc.poll() is not None:
