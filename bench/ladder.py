@@ -11,6 +11,7 @@ writes JSON and a PNG plot.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import multiprocessing
@@ -21,9 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from edgecam.config import LoadedConfig, parse_config
-from edgecam.detect import load_detector
 from edgecam.pipeline import Overrides, Pipeline
-from edgecam.switcher import probe_ms
 
 REPO = Path(__file__).resolve().parent.parent
 BIG, SMALL = "ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco"
@@ -53,13 +52,11 @@ def read_stream(url: str, arrivals: list[float], stop: threading.Event) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     model_dir = Path(args.model_dir)
-    idle_fps = 1000 / probe_ms(load_detector(BIG, model_dir, threads=1), runs=8)
-    min_fps = args.min_fps or round(0.6 * idle_fps, 2)
     config = parse_config(
         json.dumps(
             {
                 "camera": {"source": str(Path(args.media_dir) / args.video)},
-                "detector": {"ladder": [BIG, SMALL], "threads": 1, "min_fps": min_fps},
+                "detector": {"ladder": [BIG, SMALL], "threads": 1, "min_fps": args.min_fps or 0.0},
                 "adapt": {"down_after_s": 3, "up_after_s": 15, "up_margin": 1.2, "cooldown_s": 10},
                 "stream": {"fps": 30},
             }
@@ -77,6 +74,7 @@ def run(args: argparse.Namespace) -> dict:
         daemon=True,
     )
     client.start()
+    idle_fps = min_fps = args.min_fps
     stop_hog = multiprocessing.Event()
     hogs = [multiprocessing.Process(target=burn, args=(stop_hog,), daemon=True) for _ in range(args.hogs)]
     timeline = []
@@ -88,6 +86,11 @@ def run(args: argparse.Namespace) -> dict:
             while time.monotonic() - t0 < second:
                 time.sleep(0.02)
             if second == load_on:
+                if not args.min_fps:  # calibrate: half the big model's rate measured in the idle phase
+                    idle_fps = sum(p["inference_fps"] for p in timeline[5:]) / max(1, len(timeline[5:]))
+                    min_fps = round(0.5 * idle_fps, 2)
+                    controller = pipeline.switcher.controller
+                    controller.settings = dataclasses.replace(controller.settings, min_fps=min_fps)
                 for h in hogs:
                     h.start()
             if second == load_off:
@@ -184,8 +187,10 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=20)
     parser.add_argument("--load", type=int, default=30)
     parser.add_argument("--recover", type=int, default=30)
-    parser.add_argument("--hogs", type=int, default=3, help="busy processes during the load step")
-    parser.add_argument("--min-fps", type=float, help="default: 0.6 × the big model's idle rate here")
+    parser.add_argument(
+        "--hogs", type=int, default=4, help="busy processes during the load step (2 cores here)"
+    )
+    parser.add_argument("--min-fps", type=float, help="default: 0.5 × the big model's rate in the idle phase")
     parser.add_argument("--video", default="vtest.avi")
     parser.add_argument("--model-dir", default=str(REPO.parent / "shared" / "models"))
     parser.add_argument("--media-dir", default=str(REPO.parent / "shared" / "media"))

@@ -4,9 +4,13 @@ It watches the inference-limited rate — how many frames per second the inferen
 from its busy time per frame (a time-based EWMA) — never the camera's rate, so a slow camera is no reason
 to degrade. It steps down one rung when that rate stays under ``min_fps`` for ``down_after_s``, and up
 when the bigger model's predicted rate stays at or above ``min_fps × up_margin`` for ``up_after_s``.
-The prediction is the bigger model's own idle latency scaled by the current load (the current model's
-latency now over its own idle latency). At most one switch per ``cooldown_s``; a fault (an Edge TPU
-failing) steps away at once.
+The prediction is the bigger model's own idle latency scaled by the current load. Load is judged on
+invoke time (the model's own compute, comparable with a startup probe), not on the stage's busy time,
+which also holds GIL and CPU contention from decoding and encoding that a bare probe never sees. At most
+one switch per ``cooldown_s``; a fault (an Edge TPU failing) steps away at once. A step up that has to
+come back down soon after was a failed probe (the scheduler favours a small model that sleeps between
+frames, so load can look lighter than it is): each one doubles the wait before the next try, as
+adaptive-bitrate ladders do, so any oscillation dies out.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ class Decision:
 class Rung:
     model_id: str
     cost: float  # relative cost from the manifest: predicts latency before a model has run
-    idle_ms: float | None = None  # the lowest settled latency seen (its own, or a startup probe)
+    idle_ms: float | None = None  # the lowest settled busy time per frame seen (its own, or a startup probe)
+    invoke_ms: float | None = None  # the lowest settled invoke time seen (or the probe's): the load reference
     available_from: float = 0.0  # a failed rung is not chosen again before this time
     failures: int = 0
 
@@ -61,11 +66,14 @@ class LadderController:
         self.position = position
         self._clock = clock
         self._ewma_ms: float | None = None
+        self._ewma_invoke_ms: float | None = None
         self._last_obs: float | None = None
         self._running_since = clock()
         self._last_switch = -math.inf
         self._below_since: float | None = None
         self._above_since: float | None = None
+        self._last_up: float | None = None  # when the last step up happened
+        self.failed_ups = 0  # step ups that had to come back down soon: each doubles the next wait
         self.pending: Decision | None = None
 
     # ---- measurements -------------------------------------------------------------------------------------
@@ -84,25 +92,34 @@ class LadderController:
         if self._ewma_ms is None:
             return None
         current, other = self.current, self.rungs[index]
-        load = self._ewma_ms / current.idle_ms if current.idle_ms else 1.0
+        if current.invoke_ms and self._ewma_invoke_ms:
+            load = self._ewma_invoke_ms / current.invoke_ms
+        else:  # no invoke reference (no probe ran): judge load on busy time
+            load = self._ewma_ms / current.idle_ms if current.idle_ms else 1.0
         if other.idle_ms is not None:
             other_ms = other.idle_ms * load
         else:  # never measured: scale the current latency by the manifest's relative cost
             other_ms = self._ewma_ms * other.cost / current.cost
         return 1000.0 / other_ms
 
-    def observe(self, busy_ms: float) -> Decision | None:
-        """One processed frame took ``busy_ms`` of inference-stage time. Returns a switch to make, if any."""
+    def observe(self, busy_ms: float, invoke_ms: float | None = None) -> Decision | None:
+        """One processed frame took ``busy_ms`` of inference-stage time, ``invoke_ms`` of it in the model
+        (default: all of it). Returns a switch to make, if any."""
         now = self._clock()
-        if self._ewma_ms is None or self._last_obs is None:
-            self._ewma_ms = busy_ms
+        invoke_ms = busy_ms if invoke_ms is None else invoke_ms
+        if self._ewma_ms is None or self._ewma_invoke_ms is None or self._last_obs is None:
+            self._ewma_ms, self._ewma_invoke_ms = busy_ms, invoke_ms
         else:
             weight = 1.0 - math.exp(-max(now - self._last_obs, 1e-3) / self.settings.window_s)
             self._ewma_ms += (busy_ms - self._ewma_ms) * weight
+            self._ewma_invoke_ms += (invoke_ms - self._ewma_invoke_ms) * weight
         self._last_obs = now
         if now - self._running_since >= self.settings.window_s:  # settled: a fair idle estimate
             rung = self.current
             rung.idle_ms = self._ewma_ms if rung.idle_ms is None else min(rung.idle_ms, self._ewma_ms)
+            rung.invoke_ms = (
+                self._ewma_invoke_ms if rung.invoke_ms is None else min(rung.invoke_ms, self._ewma_invoke_ms)
+            )
         return None if self.pending else self._decide(now)
 
     def _decide(self, now: float) -> Decision | None:
@@ -121,7 +138,10 @@ class LadderController:
             return self._propose(
                 lower, f"inference {rate:.1f} fps < {s.min_fps:g} fps for {now - self._below_since:.0f} s"
             )
-        if higher is not None and self._above_since is not None and now - self._above_since >= s.up_after_s:
+        if self._last_up is not None and now - self._last_up > 4 * s.up_after_s:
+            self.failed_ups, self._last_up = 0, None  # the bigger model held: forget earlier failed probes
+        up_wait = s.up_after_s * 2 ** min(self.failed_ups, 4)
+        if higher is not None and self._above_since is not None and now - self._above_since >= up_wait:
             return self._propose(
                 higher,
                 f"{self.rungs[higher].model_id} predicted {up_rate:.1f} fps ≥ {s.min_fps * s.up_margin:.1f} fps "
@@ -159,12 +179,17 @@ class LadderController:
 
     def switched(self, target: int) -> None:
         """The caller swapped to ``target``."""
+        now = self._clock()
+        if target < self.position:
+            self._last_up = now
+        elif self._last_up is not None and now - self._last_up <= 4 * self.settings.up_after_s:
+            self.failed_ups += 1  # the bigger model did not hold
+            self._last_up = None
         self.position = target
         self.pending = None
-        now = self._clock()
         self._last_switch = now
         self._running_since = now
-        self._ewma_ms = None
+        self._ewma_ms = self._ewma_invoke_ms = None
         self._last_obs = None
         self._below_since = self._above_since = None
 

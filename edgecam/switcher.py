@@ -50,16 +50,22 @@ def ladder_with_twins(ids: Sequence[str], manifest: Manifest) -> list[str]:
     return result
 
 
-def probe_ms(detector: Detector, runs: int = 3) -> float:
-    """Warm a freshly loaded model (first invokes are slow) and return its median latency on a blank frame."""
+def probe(detector: Detector, runs: int = 3) -> tuple[float, float]:
+    """Warm a freshly loaded model (first invokes are slow) and return its median (detect, invoke)
+    latency in ms on a blank frame."""
     width, height = detector.input_size
     blank = np.zeros((height, width, 3), np.uint8)
-    times = []
+    total, invoke = [], []
     for _ in range(runs + 1):
         start = time.perf_counter()
         detector.detect(blank)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times[1:])
+        total.append((time.perf_counter() - start) * 1e3)
+        invoke.append(detector.last_timing.invoke_ms)
+    return statistics.median(total[1:]), statistics.median(invoke[1:])
+
+
+def probe_ms(detector: Detector, runs: int = 3) -> float:
+    return probe(detector, runs)[0]
 
 
 class ModelSwitcher:
@@ -84,7 +90,7 @@ class ModelSwitcher:
                 rung.available_from = clock() + 30.0
                 rung.failures = 1
                 continue
-            rung.idle_ms = probe_ms(detector)
+            rung.idle_ms, rung.invoke_ms = probe(detector)
             log.info("ladder rung %d: %s %.1f ms per frame (idle probe)", index, rung.model_id, rung.idle_ms)
             position = index if position is None else position
         if position is None:
@@ -126,9 +132,9 @@ class ModelSwitcher:
             log.warning("model switched %s → %s: %s", previous, detector.model_id, decision.reason)
         return self._detector
 
-    def observe(self, busy_ms: float) -> None:
+    def observe(self, busy_ms: float, invoke_ms: float | None = None) -> None:
         self._failures = 0
-        decision = self.controller.observe(busy_ms)
+        decision = self.controller.observe(busy_ms, invoke_ms)
         if decision is not None:
             self._requests.put(decision)
 
@@ -170,7 +176,7 @@ class ModelSwitcher:
                 continue
             rung = self.controller.rungs[decision.target]
             if rung.idle_ms is None:
-                rung.idle_ms = probe_ms(detector)
+                rung.idle_ms, rung.invoke_ms = probe(detector)
             with self._lock:
                 self._ready = (decision, detector)
 

@@ -23,7 +23,10 @@ class Clock:
 
 
 def ladder(clock: Clock, position: int = 0) -> LadderController:
-    rungs = [Rung("big", 1.0, idle_ms=BIG_MS), Rung("small", 0.25, idle_ms=SMALL_MS)]
+    rungs = [
+        Rung("big", 1.0, idle_ms=BIG_MS, invoke_ms=BIG_MS),
+        Rung("small", 0.25, idle_ms=SMALL_MS, invoke_ms=SMALL_MS),
+    ]
     return LadderController(rungs, SETTINGS, position, clock)
 
 
@@ -93,7 +96,13 @@ def test_oscillating_load_is_bounded_by_the_cooldown():
         min_fps=5.0, down_after_s=1.0, up_after_s=1.0, up_margin=1.25, cooldown_s=10.0, window_s=0.5
     )
     ctl = LadderController(
-        [Rung("big", 1.0, idle_ms=BIG_MS), Rung("small", 0.25, idle_ms=SMALL_MS)], settings, 0, clock
+        [
+            Rung("big", 1.0, idle_ms=BIG_MS, invoke_ms=BIG_MS),
+            Rung("small", 0.25, idle_ms=SMALL_MS, invoke_ms=SMALL_MS),
+        ],
+        settings,
+        0,
+        clock,
     )
     start = clock.now
     switches = []
@@ -107,6 +116,45 @@ def test_oscillating_load_is_bounded_by_the_cooldown():
     assert all(b - a >= settings.cooldown_s for a, b in itertools.pairwise(times))
 
 
+def test_load_is_judged_on_invoke_time_not_on_pipeline_overhead():
+    """The stage's busy time also holds decode/encode contention a probe never sees: with the model's own
+    invoke time at its idle value the box is idle, whatever the overhead, and the big model comes back."""
+    clock = Clock()
+    ctl = ladder(clock, position=1)
+    switches = []
+    end = clock.now + 40
+    while clock.now < end:
+        clock.now += 0.1
+        decision = ctl.observe(busy_ms=SMALL_MS * 2.4, invoke_ms=SMALL_MS)  # 84 ms busy, 35 ms of it invoke
+        if decision is not None:
+            ctl.switched(decision.target)
+            switches.append(decision)
+    assert [d.target for d in switches] == [0]
+
+
+def test_failed_step_ups_back_off_so_oscillation_dies_out():
+    """A load the prediction misjudges: the small model looks idle (invoke at its reference) while the big
+    one cannot keep up. Each failed step up doubles the wait before the next: switches thin out."""
+    clock = Clock()
+    ctl = ladder(clock)
+    switches = []
+    end = clock.now + 600
+    while clock.now < end:
+        big = ctl.position == 0
+        clock.now += 0.1
+        decision = (
+            ctl.observe(busy_ms=BIG_MS * 2, invoke_ms=BIG_MS * 2) if big else ctl.observe(SMALL_MS, SMALL_MS)
+        )
+        if decision is not None:
+            ctl.switched(decision.target)
+            switches.append(clock.now)
+    ups = switches[1::2]
+    gaps = [b - a for a, b in itertools.pairwise(ups)]
+    assert len(switches) <= 12  # without the back-off: one round trip every ~20 s, 60 switches
+    # Each wait before a retry doubles (15, 30, 60, 120 s), on top of a constant stay on the big model.
+    assert all(b > a + 10 for a, b in itertools.pairwise(gaps)) and gaps[-1] >= 3 * gaps[0], gaps
+
+
 def test_a_slow_camera_is_no_reason_to_step_down():
     clock = Clock()
     ctl = ladder(clock)
@@ -118,9 +166,9 @@ def test_a_slow_camera_is_no_reason_to_step_down():
 def test_fault_switches_at_once_and_the_rung_is_retried_later():
     clock = Clock()
     rungs = [
-        Rung("tpu", 0.1, idle_ms=10.0),
-        Rung("cpu_twin", 1.0, idle_ms=BIG_MS),
-        Rung("small", 0.25, idle_ms=SMALL_MS),
+        Rung("tpu", 0.1, idle_ms=10.0, invoke_ms=10.0),
+        Rung("cpu_twin", 1.0, idle_ms=BIG_MS, invoke_ms=BIG_MS),
+        Rung("small", 0.25, idle_ms=SMALL_MS, invoke_ms=SMALL_MS),
     ]
     ctl = LadderController(rungs, SETTINGS, 0, clock)
     run(ctl, clock, 12, 10.0, SMALL_MS)
