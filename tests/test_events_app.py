@@ -11,7 +11,7 @@ import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_mqtt import Broker, Subscriber
+from test_mqtt import EVENT_KEYS, Broker, Subscriber
 
 from support import App, get, wait_for
 
@@ -58,18 +58,7 @@ def test_events_mqtt_discovery_metrics_snapshots_and_a_broker_outage(tmp_path, m
         assert all(e["camera"] == "testcam" and e["label"] in ("person", "car") for e in started + ended)
         assert any(e["label"] == "person" for e in started) and any(e["label"] == "person" for e in ended)
         for e in started + ended:
-            assert set(e) >= {
-                "camera",
-                "event",
-                "track_id",
-                "label",
-                "score",
-                "box",
-                "zone",
-                "line",
-                "direction",
-                "timestamp",
-            }
+            assert set(e) >= EVENT_KEYS
             assert len(e["box"]) == 4 and 0 < e["score"] <= 1 and e["timestamp"].endswith("+00:00")
         wait_for(
             lambda: person_events("zone_enter") and person_events("line_crossed"),
