@@ -57,7 +57,3 @@ class LatencyWindow:
             if not self._values:
                 return 0.0
             return float(np.percentile(np.fromiter(self._values, float), q))
-
-    def values(self) -> list[float]:
-        with self._lock:
-            return list(self._values)

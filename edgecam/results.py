@@ -31,7 +31,6 @@ class OutputFrame:
     model: ModelInfo
     inference_ms: float
     done_at: float  # monotonic time the result was ready
-    hud: list[str] = field(default_factory=list)
     jpeg: bytes | None = None
     jpeg_ready_at: float | None = None
     jpeg_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -64,10 +64,6 @@ def probe(detector: Detector, runs: int = 3) -> tuple[float, float]:
     return statistics.median(total[1:]), statistics.median(invoke[1:])
 
 
-def probe_ms(detector: Detector, runs: int = 3) -> float:
-    return probe(detector, runs)[0]
-
-
 class ModelSwitcher:
     """The inference thread calls ``current()`` before each frame, then ``observe()`` or ``invoke_failed()``."""
 

@@ -181,12 +181,9 @@ def test_edgetpu_manifest_model_names_its_cpu_twin(tmp_path, shared_models):
     data = load_manifest().model_dump()
     data["models"]["ssd_mobilenet_v2_coco_edgetpu"].update(
         file=segment.name,
-        git_blob="47ecd08970fbb5d352fdef6580cd408f45df7d181c1f2218c96ce7cd24314dff",
-        sha256=None,
+        sha256="47ecd08970fbb5d352fdef6580cd408f45df7d181c1f2218c96ce7cd24314dff",
+        git_blob=None,
     )
-    data["models"]["ssd_mobilenet_v2_coco_edgetpu"]["sha256"] = data["models"][
-        "ssd_mobilenet_v2_coco_edgetpu"
-    ].pop("git_blob")
     manifest = Manifest.model_validate(data)
     with pytest.raises(EdgeTpuUnavailableError) as info:
         load_detector("ssd_mobilenet_v2_coco_edgetpu", tmp_path, manifest=manifest)

@@ -110,12 +110,3 @@ def load_edgetpu_delegate(device: str | None = None, retries: int = 1, retry_del
                 log.info("Edge TPU not ready (%s); retrying once in %.1f s", exc, retry_delay_s)
                 time.sleep(retry_delay_s)
     raise EdgeTpuUnavailableError(reason)
-
-
-def list_edge_tpus() -> list[dict[str, str]] | None:
-    """Edge TPUs that pycoral sees, or None when pycoral is not installed (it is optional, apt only)."""
-    try:
-        from pycoral.utils.edgetpu import list_edge_tpus as pycoral_list  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return list(pycoral_list())
