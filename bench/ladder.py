@@ -21,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 from edgecam.config import LoadedConfig, parse_config
 from edgecam.pipeline import Overrides, Pipeline
 
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> dict:
     stop_hog = multiprocessing.Event()
     hogs = [multiprocessing.Process(target=burn, args=(stop_hog,), daemon=True) for _ in range(args.hogs)]
     timeline = []
-    t0 = time.monotonic()
+    t0, t0_wall = time.monotonic(), time.time()
     load_on, load_off = args.idle, args.idle + args.load
     total = args.idle + args.load + args.recover
     try:
@@ -86,9 +88,9 @@ def run(args: argparse.Namespace) -> dict:
             while time.monotonic() - t0 < second:
                 time.sleep(0.02)
             if second == load_on:
-                if not args.min_fps:  # calibrate: half the big model's rate measured in the idle phase
+                if not args.min_fps:  # calibrate on the big model's rate measured in the idle phase
                     idle_fps = sum(p["inference_fps"] for p in timeline[5:]) / max(1, len(timeline[5:]))
-                    min_fps = round(0.5 * idle_fps, 2)
+                    min_fps = round(args.min_fps_fraction * idle_fps, 2)
                     controller = pipeline.switcher.controller
                     controller.settings = dataclasses.replace(controller.settings, min_fps=min_fps)
                 for h in hogs:
@@ -104,11 +106,14 @@ def run(args: argparse.Namespace) -> dict:
                     "position": s["ladder"]["position"],
                     "inference_fps": s["inference"]["fps"],
                     "ladder_rate_fps": s["ladder"]["rate_fps"],
+                    "cpu_contention": s["ladder"]["cpu_contention"],
                     "stream_fps": s["stream"]["fps"],
                     "camera_fps": s["source"]["fps"],
                 }
             )
-        switches = pipeline.status()["ladder"]["switches"]
+        switches = [
+            {**s, "at_s": round(s["time"] - t0_wall, 2)} for s in pipeline.status()["ladder"]["switches"]
+        ]
     finally:
         stop_hog.set()
         for h in hogs:
@@ -120,16 +125,39 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def summarize(timeline, switches, arrivals, t0, load_on, load_off, min_fps, idle_fps, args) -> dict:
-    def first(pred, start):
-        return next((p["t"] for p in timeline if p["t"] >= start and pred(p)), None)
-
-    # Recovered: on the light rung and the inference rate back at the target.
-    recovered = first(lambda p: p["position"] == 1 and p["inference_fps"] >= min_fps, load_on)
-    back_up = first(lambda p: p["position"] == 0, load_off)
+    # Precise times from the switch records and the stream's own frames (the per-second samples lag).
+    down = next((s["at_s"] for s in switches if s["at_s"] >= load_on and s["to"] == SMALL), None)
+    up = next((s["at_s"] for s in switches if s["at_s"] >= load_off and s["to"] == BIG), None)
+    offsets = [a - t0 for a in arrivals]
+    # Recovered: the first frame after the step down from which the stream runs at min_fps or faster
+    # (median of the next 3 intervals).
+    recovered = None
+    if down is not None:
+        for i, at in enumerate(offsets[:-3]):
+            if at >= down and statistics.median(np.diff(offsets[i : i + 4])) <= 1 / min_fps:
+                recovered = at
+                break
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     median_gap = statistics.median(gaps) if gaps else 0.0
-    swap_times = [t0 + p["t"] for p, q in itertools.pairwise(timeline) if p["model"] != q["model"]]
-    near_swaps = [g for a, g in zip(arrivals, gaps, strict=False) if any(abs(a - s) < 2 for s in swap_times)]
+    # The stream runs at the inference rate, so "a frame interval" is the interval of the moment: the big
+    # model under load sends a frame every ~0.5 s, and the first frame after a step up takes one interval
+    # of the big model. Each gap is compared with the median interval of the 10 before or the 10 after,
+    # whichever is longer.
+    local = [
+        (
+            gaps[i] / max(statistics.median(gaps[i - 10 : i]), statistics.median(gaps[i + 1 : i + 11])),
+            arrivals[i + 1] - t0,
+        )
+        for i in range(10, len(gaps) - 10)
+    ]
+    worst_ratio, worst_at = max(local, default=(0.0, 0.0))
+    # The swap's own cost: gaps ending within 1.5 s after a switch (the frame that spans it and the next).
+    swap_times = [s["at_s"] for s in switches]
+    at_swaps = [(r, at) for r, at in local if any(0 <= at - s <= 1.5 for s in swap_times)]
+    worst_swap_ratio, worst_swap_at = max(at_swaps, default=(0.0, 0.0))
+    near_swaps = [
+        g for a, g in zip(offsets[1:], gaps, strict=False) if any(abs(a - s) < 2 for s in swap_times)
+    ]
     return {
         "benchmark": "ladder",
         "video": args.video,
@@ -142,14 +170,19 @@ def summarize(timeline, switches, arrivals, t0, load_on, load_off, min_fps, idle
             "recover": args.recover,
             "hog_processes": args.hogs,
         },
-        "time_to_recover_s": None if recovered is None else recovered - load_on,
-        "time_back_up_s": None if back_up is None else back_up - load_off,
+        "time_to_step_down_s": None if down is None else round(down - load_on, 2),
+        "time_to_recover_s": None if recovered is None else round(recovered - load_on, 2),
+        "time_back_up_s": None if up is None else round(up - load_off, 2),
         "switches": switches,
         "switch_count": len(switches),
         "stream_parts": len(arrivals),
         "stream_median_interval_s": round(median_gap, 3),
         "stream_max_gap_s": round(max(gaps), 3) if gaps else None,
         "stream_max_gap_near_swaps_s": round(max(near_swaps), 3) if near_swaps else None,
+        "stream_max_gap_in_local_intervals": round(worst_ratio, 2),
+        "stream_max_gap_in_local_intervals_at_s": round(worst_at, 1),
+        "stream_max_gap_at_swaps_in_local_intervals": round(worst_swap_ratio, 2),
+        "stream_max_gap_at_swaps_at_s": round(worst_swap_at, 1),
         "timeline": timeline,
     }
 
@@ -165,6 +198,7 @@ def plot(result: dict, path: Path) -> None:
     ax.plot(t, [p["inference_fps"] for p in result["timeline"]], label="inference fps")
     ax.plot(t, [p["stream_fps"] for p in result["timeline"]], label="stream fps", alpha=0.7)
     ax.axhline(result["min_fps"], color="red", linestyle="--", label=f"min_fps {result['min_fps']}")
+    ax.plot(t, [p["cpu_contention"] or float("nan") for p in result["timeline"]], ":", label="CPU contention ×")
     load = [p["t"] for p in result["timeline"] if p["load"]]
     if load:
         ax.axvspan(min(load), max(load) + 1, color="grey", alpha=0.2, label="CPU hog")
@@ -190,7 +224,13 @@ def main() -> None:
     parser.add_argument(
         "--hogs", type=int, default=4, help="busy processes during the load step (2 cores here)"
     )
-    parser.add_argument("--min-fps", type=float, help="default: 0.5 × the big model's rate in the idle phase")
+    parser.add_argument("--min-fps", type=float, help="default: a fraction of the big model's idle rate")
+    parser.add_argument(
+        "--min-fps-fraction",
+        type=float,
+        default=0.6,
+        help="min_fps = this × the big model's rate in the idle phase (its rate under 4 hogs is ≈ 0.45×)",
+    )
     parser.add_argument("--video", default="vtest.avi")
     parser.add_argument("--model-dir", default=str(REPO.parent / "shared" / "models"))
     parser.add_argument("--media-dir", default=str(REPO.parent / "shared" / "media"))
@@ -206,13 +246,23 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(f"big model idle {result['big_model_idle_fps']} fps; min_fps {result['min_fps']}")
+    print(f"{'time to step down after the load step':48} {result['time_to_step_down_s']} s")
     print(
         f"{'time to recover the target after the load step':48} {result['time_to_recover_s']} s   (goal ≤ 5 s)"
     )
     print(f"{'time back up after the load':48} {result['time_back_up_s']} s   (goal ≤ 30 s)")
     print(f"{'switches':48} {result['switch_count']}   (goal ≤ 1 per cooldown of 10 s)")
     gap, median = result["stream_max_gap_s"], result["stream_median_interval_s"]
-    print(f"{'stream: longest gap / median interval':48} {gap} s / {median} s   (goal ≤ 2 intervals)")
+    print(f"{'stream: longest gap / median interval':48} {gap} s / {median} s")
+    print(
+        f"{'stream: longest gap in intervals of the moment':48} "
+        f"{result['stream_max_gap_in_local_intervals']} at {result['stream_max_gap_in_local_intervals_at_s']} s"
+    )
+    print(
+        f"{'stream: longest gap across a swap, in intervals':48} "
+        f"{result['stream_max_gap_at_swaps_in_local_intervals']} at {result['stream_max_gap_at_swaps_at_s']} s"
+        "   (goal ≤ 2)"
+    )
     print(f"{'stream: longest gap within 2 s of a swap':48} {result['stream_max_gap_near_swaps_s']} s")
     for s in result["switches"]:
         print(f"  switch {s['from']} → {s['to']}: {s['reason']}")

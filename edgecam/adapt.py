@@ -4,13 +4,17 @@ It watches the inference-limited rate — how many frames per second the inferen
 from its busy time per frame (a time-based EWMA) — never the camera's rate, so a slow camera is no reason
 to degrade. It steps down one rung when that rate stays under ``min_fps`` for ``down_after_s``, and up
 when the bigger model's predicted rate stays at or above ``min_fps × up_margin`` for ``up_after_s``.
-The prediction is the bigger model's own idle latency scaled by the current load. Load is judged on
-invoke time (the model's own compute, comparable with a startup probe), not on the stage's busy time,
-which also holds GIL and CPU contention from decoding and encoding that a bare probe never sees. At most
-one switch per ``cooldown_s``; a fault (an Edge TPU failing) steps away at once. A step up that has to
-come back down soon after was a failed probe (the scheduler favours a small model that sleeps between
-frames, so load can look lighter than it is): each one doubles the wait before the next try, as
-adaptive-bitrate ladders do, so any oscillation dies out.
+
+The prediction is the bigger model's own time per frame without contention (the fastest seen when it ran,
+or a probe at startup) times the CPU contention now. Contention is measured directly: the wall time of
+an invoke divided by the CPU time the inference thread got during it (1.0 when it has a core to itself,
+about 2.3 with four busy processes on two cores). Comparing the current model's latency with its own
+reference instead misreads both ways: a model that runs at the camera's rate gets slower than its probe
+without any outside load (cold caches after each idle gap, its own decode and encode work), which
+reads as load that never goes away. At most one switch per ``cooldown_s``; a fault (an Edge TPU
+failing) steps away at once. A step up that has to come back down soon after was a misjudged
+prediction: each one doubles the wait before the next try, as adaptive-bitrate ladders do, so any
+oscillation dies out.
 """
 
 from __future__ import annotations
@@ -38,12 +42,19 @@ class Decision:
     immediate: bool = False  # a fault: ignore the cooldown
 
 
+def contention(invoke_ms: float, invoke_cpu_ms: float) -> float:
+    """How much longer an invoke took than the CPU time it got: 1.0 = a core to itself."""
+    return max(1.0, invoke_ms / invoke_cpu_ms) if invoke_cpu_ms > 0 else 1.0
+
+
 @dataclass
 class Rung:
     model_id: str
     cost: float  # relative cost from the manifest: predicts latency before a model has run
-    idle_ms: float | None = None  # the lowest settled busy time per frame seen (its own, or a startup probe)
-    invoke_ms: float | None = None  # the lowest settled invoke time seen (or the probe's): the load reference
+    # Busy time per frame without CPU contention: the lowest settled value seen when it ran, or from a
+    # startup probe. Scaled by the contention of the moment, it predicts this model's rate.
+    idle_ms: float | None = None
+    cpu_bound: bool = True  # False for an Edge TPU: its time does not grow with CPU load
     available_from: float = 0.0  # a failed rung is not chosen again before this time
     failures: int = 0
 
@@ -67,6 +78,7 @@ class LadderController:
         self._clock = clock
         self._ewma_ms: float | None = None
         self._ewma_invoke_ms: float | None = None
+        self._ewma_cpu_ms: float | None = None  # None: the caller does not measure CPU time
         self._last_obs: float | None = None
         self._running_since = clock()
         self._last_switch = -math.inf
@@ -87,39 +99,53 @@ class LadderController:
         """Inference-limited frames per second of the current model, or None before the first frame."""
         return 1000.0 / self._ewma_ms if self._ewma_ms else None
 
+    @property
+    def load(self) -> float:
+        """CPU contention now (1.0 = none). Without a CPU-time measurement (or on an Edge TPU, whose invoke
+        waits on USB), judged on the busy time against the current model's reference instead."""
+        current = self.current
+        if current.cpu_bound and self._ewma_cpu_ms and self._ewma_invoke_ms:
+            return contention(self._ewma_invoke_ms, self._ewma_cpu_ms)
+        if self._ewma_ms and current.idle_ms:
+            return max(1.0, self._ewma_ms / current.idle_ms)
+        return 1.0
+
     def predicted_rate(self, index: int) -> float | None:
         """What rung ``index`` would do under the current load."""
         if self._ewma_ms is None:
             return None
         current, other = self.current, self.rungs[index]
-        if current.invoke_ms and self._ewma_invoke_ms:
-            load = self._ewma_invoke_ms / current.invoke_ms
-        else:  # no invoke reference (no probe ran): judge load on busy time
-            load = self._ewma_ms / current.idle_ms if current.idle_ms else 1.0
         if other.idle_ms is not None:
-            other_ms = other.idle_ms * load
+            other_ms = other.idle_ms * (self.load if other.cpu_bound else 1.0)
         else:  # never measured: scale the current latency by the manifest's relative cost
             other_ms = self._ewma_ms * other.cost / current.cost
         return 1000.0 / other_ms
 
-    def observe(self, busy_ms: float, invoke_ms: float | None = None) -> Decision | None:
+    def observe(
+        self, busy_ms: float, invoke_ms: float | None = None, invoke_cpu_ms: float | None = None
+    ) -> Decision | None:
         """One processed frame took ``busy_ms`` of inference-stage time, ``invoke_ms`` of it in the model
-        (default: all of it). Returns a switch to make, if any."""
+        (default: all of it), during which the inference thread got ``invoke_cpu_ms`` of CPU time.
+        Returns a switch to make, if any."""
         now = self._clock()
         invoke_ms = busy_ms if invoke_ms is None else invoke_ms
         if self._ewma_ms is None or self._ewma_invoke_ms is None or self._last_obs is None:
-            self._ewma_ms, self._ewma_invoke_ms = busy_ms, invoke_ms
+            self._ewma_ms, self._ewma_invoke_ms, self._ewma_cpu_ms = busy_ms, invoke_ms, invoke_cpu_ms
         else:
             weight = 1.0 - math.exp(-max(now - self._last_obs, 1e-3) / self.settings.window_s)
             self._ewma_ms += (busy_ms - self._ewma_ms) * weight
             self._ewma_invoke_ms += (invoke_ms - self._ewma_invoke_ms) * weight
+            if invoke_cpu_ms is None or self._ewma_cpu_ms is None:
+                self._ewma_cpu_ms = invoke_cpu_ms
+            else:
+                self._ewma_cpu_ms += (invoke_cpu_ms - self._ewma_cpu_ms) * weight
         self._last_obs = now
-        if now - self._running_since >= self.settings.window_s:  # settled: a fair idle estimate
+        if now - self._running_since >= self.settings.window_s:  # settled: update the reference
             rung = self.current
-            rung.idle_ms = self._ewma_ms if rung.idle_ms is None else min(rung.idle_ms, self._ewma_ms)
-            rung.invoke_ms = (
-                self._ewma_invoke_ms if rung.invoke_ms is None else min(rung.invoke_ms, self._ewma_invoke_ms)
-            )
+            unloaded = self._ewma_ms / self.load if rung.cpu_bound else self._ewma_ms
+            # The fastest seen: a slow run the contention does not explain (thermal throttling) must not
+            # keep the model down for good; if it is still slow, the failed step up backs off.
+            rung.idle_ms = unloaded if rung.idle_ms is None else min(rung.idle_ms, unloaded)
         return None if self.pending else self._decide(now)
 
     def _decide(self, now: float) -> Decision | None:
@@ -136,7 +162,9 @@ class LadderController:
             return None
         if lower is not None and self._below_since is not None and now - self._below_since >= s.down_after_s:
             return self._propose(
-                lower, f"inference {rate:.1f} fps < {s.min_fps:g} fps for {now - self._below_since:.0f} s"
+                lower,
+                f"inference {rate:.1f} fps < {s.min_fps:g} fps for {now - self._below_since:.0f} s "
+                f"(CPU contention ×{self.load:.1f})",
             )
         if self._last_up is not None and now - self._last_up > 4 * s.up_after_s:
             self.failed_ups, self._last_up = 0, None  # the bigger model held: forget earlier failed probes
@@ -145,7 +173,7 @@ class LadderController:
             return self._propose(
                 higher,
                 f"{self.rungs[higher].model_id} predicted {up_rate:.1f} fps ≥ {s.min_fps * s.up_margin:.1f} fps "
-                f"for {now - self._above_since:.0f} s",
+                f"for {now - self._above_since:.0f} s (CPU contention ×{self.load:.1f})",
             )
         return None
 
@@ -189,7 +217,7 @@ class LadderController:
         self.pending = None
         self._last_switch = now
         self._running_since = now
-        self._ewma_ms = self._ewma_invoke_ms = None
+        self._ewma_ms = self._ewma_invoke_ms = self._ewma_cpu_ms = None
         self._last_obs = None
         self._below_since = self._above_since = None
 

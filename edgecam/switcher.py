@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecam.adapt import AdaptSettings, Decision, LadderController, Rung
+from edgecam.adapt import AdaptSettings, Decision, LadderController, Rung, contention
 from edgecam.detect import Detector
 from edgecam.detect.manifest import Manifest
 
@@ -50,18 +50,20 @@ def ladder_with_twins(ids: Sequence[str], manifest: Manifest) -> list[str]:
     return result
 
 
-def probe(detector: Detector, runs: int = 3) -> tuple[float, float]:
-    """Warm a freshly loaded model (first invokes are slow) and return its median (detect, invoke)
-    latency in ms on a blank frame."""
+def probe(detector: Detector, runs: int = 3) -> float:
+    """Warm a freshly loaded model (first invokes are slow) and return its median time per frame on a
+    blank frame, in ms, without CPU contention (wall time divided by the contention measured in invoke)."""
     width, height = detector.input_size
     blank = np.zeros((height, width, 3), np.uint8)
-    total, invoke = [], []
+    unloaded = []
     for _ in range(runs + 1):
         start = time.perf_counter()
         detector.detect(blank)
-        total.append((time.perf_counter() - start) * 1e3)
-        invoke.append(detector.last_timing.invoke_ms)
-    return statistics.median(total[1:]), statistics.median(invoke[1:])
+        total_ms = (time.perf_counter() - start) * 1e3
+        timing = detector.last_timing
+        load = contention(timing.invoke_ms, timing.invoke_cpu_ms) if detector.device == "cpu" else 1.0
+        unloaded.append(total_ms / load)
+    return statistics.median(unloaded[1:])
 
 
 class ModelSwitcher:
@@ -78,7 +80,10 @@ class ModelSwitcher:
         self._load = load
         self._manifest = manifest
         self._detectors: dict[str, Detector] = {}
-        rungs = [Rung(model_id, manifest.models[model_id].cost) for model_id in ids]
+        rungs = [
+            Rung(model_id, manifest.models[model_id].cost, cpu_bound=not manifest.models[model_id].edgetpu)
+            for model_id in ids
+        ]
         position = None
         for index, rung in enumerate(rungs):  # load and probe every rung now: swaps later are instant
             detector = self._try_load(rung.model_id)
@@ -86,7 +91,7 @@ class ModelSwitcher:
                 rung.available_from = clock() + 30.0
                 rung.failures = 1
                 continue
-            rung.idle_ms, rung.invoke_ms = probe(detector)
+            rung.idle_ms = probe(detector)
             log.info("ladder rung %d: %s %.1f ms per frame (idle probe)", index, rung.model_id, rung.idle_ms)
             position = index if position is None else position
         if position is None:
@@ -128,9 +133,11 @@ class ModelSwitcher:
             log.warning("model switched %s → %s: %s", previous, detector.model_id, decision.reason)
         return self._detector
 
-    def observe(self, busy_ms: float, invoke_ms: float | None = None) -> None:
+    def observe(
+        self, busy_ms: float, invoke_ms: float | None = None, invoke_cpu_ms: float | None = None
+    ) -> None:
         self._failures = 0
-        decision = self.controller.observe(busy_ms, invoke_ms)
+        decision = self.controller.observe(busy_ms, invoke_ms, invoke_cpu_ms)
         if decision is not None:
             self._requests.put(decision)
 
@@ -172,7 +179,7 @@ class ModelSwitcher:
                 continue
             rung = self.controller.rungs[decision.target]
             if rung.idle_ms is None:
-                rung.idle_ms, rung.invoke_ms = probe(detector)
+                rung.idle_ms = probe(detector)
             with self._lock:
                 self._ready = (decision, detector)
 
@@ -201,5 +208,6 @@ class ModelSwitcher:
             "position": self.controller.position,
             "target_fps": target_fps,
             "rate_fps": round(rate, 2) if rate else None,
+            "cpu_contention": round(self.controller.load, 2) if rate else None,
             "switches": [s.to_dict() for s in self.switches[-50:]],
         }

@@ -135,6 +135,14 @@ def test_filters_classes_thresholds_and_area(detectors, media_dir, cv2):
     } == {"tie"}
     strict_person = DetectionFilter(threshold=0.5, thresholds={"person": 0.9})
     assert "person" not in {d.label for d in det.detect(img, detection_filter=strict_person)}
+    # A per-label threshold under the global one still reports that label (and only that one lower).
+    everything = det.detect(img, detection_filter=DetectionFilter(threshold=0.0))
+    weak_tie = min((d.score for d in everything if d.label == "tie"), default=None)
+    assert weak_tie is not None and weak_tie < 0.5
+    lenient_tie = DetectionFilter(threshold=0.5, thresholds={"tie": weak_tie})
+    found = det.detect(img, detection_filter=lenient_tie)
+    assert any(d.label == "tie" and d.score == weak_tie for d in found)
+    assert all(d.score >= 0.5 for d in found if d.label != "tie")
     big_only = det.detect(img, detection_filter=DetectionFilter(threshold=0.5, min_area=0.5))
     assert [d.label for d in big_only] == ["person"]
 

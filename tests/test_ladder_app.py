@@ -4,6 +4,7 @@ and it steps back up when the hog stops. Waits are bounded generously; bench/lad
 from __future__ import annotations
 
 import multiprocessing
+import re
 import threading
 import time
 
@@ -69,13 +70,13 @@ def test_steps_down_under_load_and_back_up(tmp_path, model_dir, media_dir):
 
     watcher = threading.Thread(target=watch, daemon=True)
     try:
-        # Calibrate on this machine, in the running app: min_fps = half the big model's idle rate (under
-        # it, and above its rate with 4 busy processes on 2 cores), set by a live config edit.
+        # Calibrate on this machine, in the running app: min_fps = 0.6 × the big model's idle rate (under
+        # it, and above its rate with 4 busy processes on 2 cores, ≈ 0.45×), set by a live config edit.
         wait_for(lambda: app.status()["inference"]["frames"] >= 10, 60, what="inference to run")
         start, t0 = app.status()["inference"]["frames"], time.monotonic()
         time.sleep(8)
         idle_fps = (app.status()["inference"]["frames"] - start) / (time.monotonic() - t0)
-        min_fps = round(0.5 * idle_fps, 2)
+        min_fps = round(0.6 * idle_fps, 2)
         config["detector"]["min_fps"] = min_fps
         app.config_path.write_text(yaml.safe_dump(config))
         wait_for(lambda: app.status()["ladder"]["target_fps"] == min_fps, 20, what="min_fps applied live")
@@ -86,6 +87,8 @@ def test_steps_down_under_load_and_back_up(tmp_path, model_dir, media_dir):
         wait_for(lambda: app.status()["ladder"]["position"] == 1, 60, what="a step down under load")
         down = app.status()["ladder"]["switches"][-1]
         assert (down["from"], down["to"]) == (BIG, SMALL) and "fps <" in down["reason"]
+        contention = float(re.search(r"contention ×([\d.]+)", down["reason"]).group(1))
+        assert contention >= 1.3, down  # the hog is seen as contention (≈ 2 measured with 4 on 2 cores)
         time.sleep(3)  # the stream keeps flowing through and after the swap
         hog.stop()
         wait_for(lambda: app.status()["ladder"]["position"] == 0, 90, what="a step back up after the load")
@@ -98,6 +101,8 @@ def test_steps_down_under_load_and_back_up(tmp_path, model_dir, media_dir):
     finally:
         hog.stop()
         reading.clear()
+        if watcher.is_alive():
+            watcher.join(10)  # the reader leaves after its next part, before the server goes away
         app.stop()
     assert len(gaps) > 20
     assert max(gaps) < 3.0, f"the stream paused for {max(gaps):.1f} s"
