@@ -198,7 +198,9 @@ def plot(result: dict, path: Path) -> None:
     ax.plot(t, [p["inference_fps"] for p in result["timeline"]], label="inference fps")
     ax.plot(t, [p["stream_fps"] for p in result["timeline"]], label="stream fps", alpha=0.7)
     ax.axhline(result["min_fps"], color="red", linestyle="--", label=f"min_fps {result['min_fps']}")
-    ax.plot(t, [p["cpu_contention"] or float("nan") for p in result["timeline"]], ":", label="CPU contention ×")
+    ax.plot(
+        t, [p["cpu_contention"] or float("nan") for p in result["timeline"]], ":", label="CPU contention ×"
+    )
     load = [p["t"] for p in result["timeline"] if p["load"]]
     if load:
         ax.axvspan(min(load), max(load) + 1, color="grey", alpha=0.2, label="CPU hog")
