@@ -6,12 +6,12 @@ to degrade. It steps down one rung when that rate stays under ``min_fps`` for ``
 when the bigger model's predicted rate stays at or above ``min_fps × up_margin`` for ``up_after_s``.
 
 The prediction is the bigger model's own time per frame without contention (the fastest seen when it ran,
-or a probe at startup) times the CPU contention now. Contention is measured directly: the wall time of
-an invoke divided by the CPU time the inference thread got during it (1.0 when it has a core to itself,
-about 2.3 with four busy processes on two cores). Comparing the current model's latency with its own
-reference instead misreads both ways: a model that runs at the camera's rate gets slower than its probe
-without any outside load (cold caches after each idle gap, its own decode and encode work), which
-reads as load that never goes away. At most one switch per ``cooldown_s``; a fault (an Edge TPU
+or a probe at startup) times the CPU contention now. Contention is measured directly: during an invoke,
+the time the inference thread was runnable over the time it actually had a CPU (1.0 when it has a core
+to itself, about 2.2 with four busy processes on two cores; see ``edgecam.cpuclock``). Comparing the
+current model's latency with its own reference instead misreads both ways: a model that runs at the
+camera's rate gets slower than its probe without any outside load (cold caches after each idle gap, its
+own decode and encode work), which reads as load that never goes away. At most one switch per ``cooldown_s``; a fault (an Edge TPU
 failing) steps away at once. A step up that has to come back down soon after was a misjudged
 prediction: each one doubles the wait before the next try, as adaptive-bitrate ladders do, so any
 oscillation dies out.
@@ -23,6 +23,8 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from edgecam.cpuclock import contention
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,6 @@ class Decision:
     target: int  # rung index to switch to
     reason: str
     immediate: bool = False  # a fault: ignore the cooldown
-
-
-def contention(invoke_ms: float, invoke_cpu_ms: float) -> float:
-    """How much longer an invoke took than the CPU time it got: 1.0 = a core to itself."""
-    return max(1.0, invoke_ms / invoke_cpu_ms) if invoke_cpu_ms > 0 else 1.0
 
 
 @dataclass
@@ -77,8 +74,8 @@ class LadderController:
         self.position = position
         self._clock = clock
         self._ewma_ms: float | None = None
-        self._ewma_invoke_ms: float | None = None
         self._ewma_cpu_ms: float | None = None  # None: the caller does not measure CPU time
+        self._ewma_runnable_ms: float | None = None
         self._last_obs: float | None = None
         self._running_since = clock()
         self._last_switch = -math.inf
@@ -104,8 +101,8 @@ class LadderController:
         """CPU contention now (1.0 = none). Without a CPU-time measurement (or on an Edge TPU, whose invoke
         waits on USB), judged on the busy time against the current model's reference instead."""
         current = self.current
-        if current.cpu_bound and self._ewma_cpu_ms and self._ewma_invoke_ms:
-            return contention(self._ewma_invoke_ms, self._ewma_cpu_ms)
+        if current.cpu_bound and self._ewma_cpu_ms and self._ewma_runnable_ms:
+            return contention(self._ewma_runnable_ms, self._ewma_cpu_ms)
         if self._ewma_ms and current.idle_ms:
             return max(1.0, self._ewma_ms / current.idle_ms)
         return 1.0
@@ -122,23 +119,29 @@ class LadderController:
         return 1000.0 / other_ms
 
     def observe(
-        self, busy_ms: float, invoke_ms: float | None = None, invoke_cpu_ms: float | None = None
+        self, busy_ms: float, cpu_ms: float | None = None, runnable_ms: float | None = None
     ) -> Decision | None:
-        """One processed frame took ``busy_ms`` of inference-stage time, ``invoke_ms`` of it in the model
-        (default: all of it), during which the inference thread got ``invoke_cpu_ms`` of CPU time.
-        Returns a switch to make, if any."""
+        """One processed frame took ``busy_ms`` of inference-stage time; inside the model's invoke the
+        inference thread was on a CPU for ``cpu_ms`` and runnable (on a CPU or waiting for one) for
+        ``runnable_ms``. Returns a switch to make, if any."""
         now = self._clock()
-        invoke_ms = busy_ms if invoke_ms is None else invoke_ms
-        if self._ewma_ms is None or self._ewma_invoke_ms is None or self._last_obs is None:
-            self._ewma_ms, self._ewma_invoke_ms, self._ewma_cpu_ms = busy_ms, invoke_ms, invoke_cpu_ms
+        if cpu_ms is None or runnable_ms is None:
+            cpu_ms = runnable_ms = None
+        if self._ewma_ms is None or self._last_obs is None:
+            self._ewma_ms, self._ewma_cpu_ms, self._ewma_runnable_ms = busy_ms, cpu_ms, runnable_ms
         else:
             weight = 1.0 - math.exp(-max(now - self._last_obs, 1e-3) / self.settings.window_s)
             self._ewma_ms += (busy_ms - self._ewma_ms) * weight
-            self._ewma_invoke_ms += (invoke_ms - self._ewma_invoke_ms) * weight
-            if invoke_cpu_ms is None or self._ewma_cpu_ms is None:
-                self._ewma_cpu_ms = invoke_cpu_ms
+            if (
+                cpu_ms is None
+                or runnable_ms is None
+                or self._ewma_cpu_ms is None
+                or self._ewma_runnable_ms is None
+            ):
+                self._ewma_cpu_ms, self._ewma_runnable_ms = cpu_ms, runnable_ms
             else:
-                self._ewma_cpu_ms += (invoke_cpu_ms - self._ewma_cpu_ms) * weight
+                self._ewma_cpu_ms += (cpu_ms - self._ewma_cpu_ms) * weight
+                self._ewma_runnable_ms += (runnable_ms - self._ewma_runnable_ms) * weight
         self._last_obs = now
         if now - self._running_since >= self.settings.window_s:  # settled: update the reference
             rung = self.current
@@ -217,7 +220,7 @@ class LadderController:
         self.pending = None
         self._last_switch = now
         self._running_since = now
-        self._ewma_ms = self._ewma_invoke_ms = self._ewma_cpu_ms = None
+        self._ewma_ms = self._ewma_cpu_ms = self._ewma_runnable_ms = None
         self._last_obs = None
         self._below_since = self._above_since = None
 

@@ -157,7 +157,7 @@ class InferenceThread(threading.Thread):
         self.busy_ms.add(busy_ms)
         self.invoke_ms.add(detector.last_timing.invoke_ms)
         timing = detector.last_timing
-        self.switcher.observe(busy_ms, timing.invoke_ms, timing.invoke_cpu_ms)
+        self.switcher.observe(busy_ms, timing.invoke_cpu_ms, timing.invoke_runnable_ms)
         self.frames += 1
         self.rate.tick()
         output = OutputFrame(frame, detections, tracks, self.model_info(detector), busy_ms, time.monotonic())

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecam.adapt import AdaptSettings, Decision, LadderController, Rung, contention
+from edgecam.adapt import AdaptSettings, Decision, LadderController, Rung
+from edgecam.cpuclock import contention
 from edgecam.detect import Detector
 from edgecam.detect.manifest import Manifest
 
@@ -61,7 +62,9 @@ def probe(detector: Detector, runs: int = 3) -> float:
         detector.detect(blank)
         total_ms = (time.perf_counter() - start) * 1e3
         timing = detector.last_timing
-        load = contention(timing.invoke_ms, timing.invoke_cpu_ms) if detector.device == "cpu" else 1.0
+        load = (
+            contention(timing.invoke_runnable_ms, timing.invoke_cpu_ms) if detector.device == "cpu" else 1.0
+        )
         unloaded.append(total_ms / load)
     return statistics.median(unloaded[1:])
 
@@ -133,11 +136,9 @@ class ModelSwitcher:
             log.warning("model switched %s → %s: %s", previous, detector.model_id, decision.reason)
         return self._detector
 
-    def observe(
-        self, busy_ms: float, invoke_ms: float | None = None, invoke_cpu_ms: float | None = None
-    ) -> None:
+    def observe(self, busy_ms: float, cpu_ms: float | None = None, runnable_ms: float | None = None) -> None:
         self._failures = 0
-        decision = self.controller.observe(busy_ms, invoke_ms, invoke_cpu_ms)
+        decision = self.controller.observe(busy_ms, cpu_ms, runnable_ms)
         if decision is not None:
             self._requests.put(decision)
 

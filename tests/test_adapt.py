@@ -45,7 +45,7 @@ def run(
         cpu_ms = costs[ctl.position]
         busy = cpu_ms * load
         clock.now += max(busy / 1000, 1 / fps)
-        decision = ctl.observe(busy, busy, cpu_ms)
+        decision = ctl.observe(busy, cpu_ms=cpu_ms, runnable_ms=busy)
         if decision is not None:
             ctl.switched(decision.target)
             switches.append((clock.now, decision.target, decision.reason))
@@ -117,15 +117,15 @@ def test_oscillating_load_is_bounded_by_the_cooldown():
 
 def test_load_is_judged_on_cpu_contention_not_on_the_models_own_latency():
     """A small model running at the camera's rate is slower than its probe with no outside load (cold caches
-    after each idle gap, its own decode and encode work: 2.4× here). Its invoke gets all the CPU time it
-    asks for, so there is no contention and the big model comes back at its own rate."""
+    after each idle gap, its own decode and encode work: 2.4× here). Its invoke never waits for a CPU, so
+    there is no contention and the big model comes back at its own rate."""
     clock = Clock()
     ctl = ladder(clock, position=1)
     switches = []
     end = clock.now + 40
     while clock.now < end:
         clock.now += 0.1
-        decision = ctl.observe(busy_ms=SMALL_MS * 2.4, invoke_ms=SMALL_MS * 2.3, invoke_cpu_ms=SMALL_MS * 2.3)
+        decision = ctl.observe(busy_ms=SMALL_MS * 2.4, cpu_ms=SMALL_MS * 2.3, runnable_ms=SMALL_MS * 2.3)
         if decision is not None:
             ctl.switched(decision.target)
             switches.append(decision)
@@ -222,7 +222,7 @@ def test_a_rung_that_fails_to_load_is_skipped_and_the_current_one_stays():
     decision = None
     while decision is None:
         clock.now += 0.3
-        decision = ctl.observe(BIG_MS * 2, BIG_MS * 2, BIG_MS)
+        decision = ctl.observe(BIG_MS * 2, cpu_ms=BIG_MS, runnable_ms=BIG_MS * 2)
     ctl.failed(decision.target, retry_after_s=30.0)
     assert ctl.position == 0 and ctl.pending is None
     assert run(ctl, clock, 20, load=2.0) == []  # the small rung is out for 30 s

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecam.cpuclock import ThreadClock
 from edgecam.detect.manifest import Manifest, ModelEntry, load_manifest
 from edgecam.detect.runtime import EdgeTpuUnavailableError, find_runtime, load_edgetpu_delegate
 from edgecam.detect.ssd import InputWriter, Layout, OutputReader, Resize
@@ -58,11 +59,17 @@ class Timing:
     preprocess_ms: float
     invoke_ms: float
     postprocess_ms: float
-    invoke_cpu_ms: float = 0.0  # CPU time of the calling thread inside invoke: wall ÷ this = CPU contention
+    # Inside invoke, the calling thread was on a CPU for invoke_cpu_ms and runnable (on a CPU or waiting
+    # for one) for invoke_runnable_ms: their ratio is the CPU contention (see edgecam.cpuclock).
+    invoke_cpu_ms: float = 0.0
+    invoke_runnable_ms: float = 0.0
 
     @property
     def total_ms(self) -> float:
         return self.preprocess_ms + self.invoke_ms + self.postprocess_ms
+
+
+THREAD_CLOCK = ThreadClock()
 
 
 class Detector:
@@ -110,9 +117,9 @@ class Detector:
         the frame's own size (pass the display size when detecting on a smaller lores frame)."""
         t0 = time.perf_counter()
         placement = self._writer.write(frame_bgr)
-        t1, c1 = time.perf_counter(), time.thread_time()
+        t1, before = time.perf_counter(), THREAD_CLOCK.read()
         self.interpreter.invoke()
-        t2, c2 = time.perf_counter(), time.thread_time()
+        t2, after = time.perf_counter(), THREAD_CLOCK.read()
         raw = self._reader.read(self.interpreter)
         out_w, out_h = output_size or (frame_bgr.shape[1], frame_bgr.shape[0])
         # Normalized tensor coordinates -> fractions of the frame -> output pixels.
@@ -132,8 +139,13 @@ class Detector:
             box = (float(xmin * out_w), float(ymin * out_h), float(xmax * out_w), float(ymax * out_h))
             detections.append(Detection(label, int(class_id), float(score), box))
         detections.sort(key=lambda d: d.score, reverse=True)
+        cpu_s = after.cpu_s - before.cpu_s
+        if after.wait_s is not None and before.wait_s is not None:
+            runnable_s = cpu_s + after.wait_s - before.wait_s
+        else:  # no scheduler accounting: all of the wall time (right for a single-threaded invoke)
+            runnable_s = t2 - t1
         self.last_timing = Timing(
-            (t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3, (c2 - c1) * 1e3
+            (t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3, cpu_s * 1e3, runnable_s * 1e3
         )
         return detections
 

@@ -1,0 +1,82 @@
+"""The thread clock on the real scheduler: sleeping is not contention, competing busy processes are."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+
+from edgecam import cpuclock
+from edgecam.cpuclock import ThreadClock, contention
+
+
+def burn(stop) -> None:
+    while not stop.is_set():
+        pass
+
+
+def spin(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def measure(work) -> tuple[float, float, float]:
+    """(wall, cpu, runnable) seconds of ``work()`` run in a fresh thread, as the inference thread would."""
+    result: list[float] = []
+
+    def target() -> None:
+        clock = ThreadClock()
+        start, before = time.perf_counter(), clock.read()
+        work()
+        wall, after = time.perf_counter() - start, clock.read()
+        assert before.wait_s is not None and after.wait_s is not None, "schedstat is not exposed here"
+        cpu = after.cpu_s - before.cpu_s
+        result.extend([wall, cpu, cpu + after.wait_s - before.wait_s])
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(60)
+    return result[0], result[1], result[2]
+
+
+def test_sleeping_is_not_waiting_for_a_cpu():
+    """Like the interpreter's calling thread waiting for its workers: wall time grows, contention does not."""
+    wall, cpu, runnable = measure(lambda: (spin(0.05), time.sleep(0.3), spin(0.05)))
+    assert wall >= 0.35
+    assert runnable < 0.25  # the 0.3 s asleep is not counted
+    assert wall / max(cpu, 1e-3) > 2.0  # what a wall ÷ CPU ratio would have misread as contention
+
+
+def test_busy_processes_on_every_core_show_as_contention():
+    stop = multiprocessing.Event()
+    hogs = [
+        multiprocessing.Process(target=burn, args=(stop,), daemon=True) for _ in range(2 * os.cpu_count())
+    ]
+    for hog in hogs:
+        hog.start()
+    try:
+        time.sleep(0.5)
+        _, cpu, runnable = measure(lambda: spin(0.4))
+    finally:
+        stop.set()
+        for hog in hogs:
+            hog.join(5)
+    assert contention(runnable * 1e3, cpu * 1e3) >= 1.5  # ≈ 3 expected: 2 busy processes per core + us
+
+
+def test_without_schedstat_the_cpu_time_is_still_read(monkeypatch):
+    monkeypatch.setattr(cpuclock, "SCHEDSTAT", "/nonexistent/schedstat")
+    clock = ThreadClock()
+    before = clock.read()
+    spin(0.02)
+    after = clock.read()
+    assert after.wait_s is None and after.cpu_s - before.cpu_s >= 0.02
+
+
+def test_contention_is_at_least_one_and_safe_without_cpu_time():
+    assert contention(10.0, 10.0) == 1.0
+    assert contention(9.0, 10.0) == 1.0  # rounding between two clocks never reads as "less than none"
+    assert contention(25.0, 10.0) == 2.5
+    assert contention(5.0, 0.0) == 1.0
