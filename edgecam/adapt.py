@@ -11,10 +11,11 @@ the time the inference thread was runnable over the time it actually had a CPU (
 to itself, about 2.2 with four busy processes on two cores; see ``edgecam.cpuclock``). Comparing the
 current model's latency with its own reference instead misreads both ways: a model that runs at the
 camera's rate gets slower than its probe without any outside load (cold caches after each idle gap, its
-own decode and encode work), which reads as load that never goes away. At most one switch per ``cooldown_s``; a fault (an Edge TPU
-failing) steps away at once. A step up that has to come back down soon after was a misjudged
-prediction: each one doubles the wait before the next try, as adaptive-bitrate ladders do, so any
-oscillation dies out.
+own decode and encode work), which reads as load that never goes away.
+
+At most one switch per ``cooldown_s``; a fault (an Edge TPU failing) steps away at once. A step up that
+has to come back down soon after was a misjudged prediction: each one doubles the wait before the next
+try, as adaptive-bitrate ladders do, so any oscillation dies out.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ class Rung:
     cpu_bound: bool = True  # False for an Edge TPU: its time does not grow with CPU load
     available_from: float = 0.0  # a failed rung is not chosen again before this time
     failures: int = 0
+
+
+def _blend(average: float | None, value: float | None, weight: float) -> float | None:
+    """One EWMA step; starts over from ``value`` when either side is missing."""
+    if average is None or value is None:
+        return value
+    return average + (value - average) * weight
 
 
 class LadderController:
@@ -127,25 +135,18 @@ class LadderController:
         now = self._clock()
         if cpu_ms is None or runnable_ms is None:
             cpu_ms = runnable_ms = None
-        if self._ewma_ms is None or self._last_obs is None:
-            self._ewma_ms, self._ewma_cpu_ms, self._ewma_runnable_ms = busy_ms, cpu_ms, runnable_ms
+        if self._last_obs is None:
+            weight = 1.0
         else:
             weight = 1.0 - math.exp(-max(now - self._last_obs, 1e-3) / self.settings.window_s)
-            self._ewma_ms += (busy_ms - self._ewma_ms) * weight
-            if (
-                cpu_ms is None
-                or runnable_ms is None
-                or self._ewma_cpu_ms is None
-                or self._ewma_runnable_ms is None
-            ):
-                self._ewma_cpu_ms, self._ewma_runnable_ms = cpu_ms, runnable_ms
-            else:
-                self._ewma_cpu_ms += (cpu_ms - self._ewma_cpu_ms) * weight
-                self._ewma_runnable_ms += (runnable_ms - self._ewma_runnable_ms) * weight
+        ewma_ms = busy_ms if self._ewma_ms is None else self._ewma_ms + (busy_ms - self._ewma_ms) * weight
+        self._ewma_ms = ewma_ms
+        self._ewma_cpu_ms = _blend(self._ewma_cpu_ms, cpu_ms, weight)
+        self._ewma_runnable_ms = _blend(self._ewma_runnable_ms, runnable_ms, weight)
         self._last_obs = now
         if now - self._running_since >= self.settings.window_s:  # settled: update the reference
             rung = self.current
-            unloaded = self._ewma_ms / self.load if rung.cpu_bound else self._ewma_ms
+            unloaded = ewma_ms / self.load if rung.cpu_bound else ewma_ms
             # The fastest seen: a slow run the contention does not explain (thermal throttling) must not
             # keep the model down for good; if it is still slow, the failed step up backs off.
             rung.idle_ms = unloaded if rung.idle_ms is None else min(rung.idle_ms, unloaded)

@@ -144,8 +144,8 @@ def test_the_prediction_scales_the_big_models_own_time_by_the_contention_now():
 
 
 def test_the_reference_is_the_models_own_time_with_the_contention_taken_out():
-    """Real frames cost 10 % more than the blank-frame probe; a run under a 2× load still leaves the same
-    reference as an idle one would, and the probe (faster) is kept as the lowest seen."""
+    """Real frames cost 10 % more than a probe would say; a run under a 2× load leaves that as the
+    reference, contention taken out, and a faster idle run later lowers it (the fastest seen is kept)."""
     clock = Clock()
     rungs = [Rung("big", 1.0), Rung("small", 0.25, idle_ms=SMALL_MS)]  # no probe ran for the big one
     ctl = LadderController(rungs, dataclasses.replace(SETTINGS, min_fps=1.0), 0, clock)
