@@ -155,8 +155,8 @@ class InferenceThread(threading.Thread):
             track.label = detector.label(track.class_id)
         busy_ms = (time.perf_counter() - start) * 1e3
         self.busy_ms.add(busy_ms)
-        self.invoke_ms.add(detector.last_timing.invoke_ms)
         timing = detector.last_timing
+        self.invoke_ms.add(timing.invoke_ms)
         self.switcher.observe(busy_ms, timing.invoke_cpu_ms, timing.invoke_runnable_ms)
         self.frames += 1
         self.rate.tick()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -200,3 +201,31 @@ class MjpegCamera:
         if server is not None:
             server.shutdown()
             server.server_close()
+
+
+def burn(stop) -> None:
+    while not stop.is_set():
+        pass
+
+
+class CpuHog:
+    """Busy processes, more than there are cores; bounded in time even if a test forgets to stop them."""
+
+    def __init__(self, processes: int = 4, max_s: float = 120.0) -> None:
+        self.stop_event = multiprocessing.Event()
+        self.procs = [
+            multiprocessing.Process(target=burn, args=(self.stop_event,), daemon=True)
+            for _ in range(processes)
+        ]
+        self._timer = threading.Timer(max_s, self.stop)
+
+    def start(self) -> None:
+        for p in self.procs:
+            p.start()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for p in self.procs:
+            p.join(5)
+        self._timer.cancel()

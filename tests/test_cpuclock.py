@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 import time
@@ -10,10 +9,7 @@ import time
 from edgecam import cpuclock
 from edgecam.cpuclock import ThreadClock, contention
 
-
-def burn(stop) -> None:
-    while not stop.is_set():
-        pass
+from support import CpuHog
 
 
 def spin(seconds: float) -> None:
@@ -50,19 +46,13 @@ def test_sleeping_is_not_waiting_for_a_cpu():
 
 
 def test_busy_processes_on_every_core_show_as_contention():
-    stop = multiprocessing.Event()
-    hogs = [
-        multiprocessing.Process(target=burn, args=(stop,), daemon=True) for _ in range(2 * os.cpu_count())
-    ]
-    for hog in hogs:
-        hog.start()
+    hog = CpuHog(processes=2 * (os.cpu_count() or 1), max_s=30)
+    hog.start()
     try:
         time.sleep(0.5)
         _, cpu, runnable = measure(lambda: spin(0.4))
     finally:
-        stop.set()
-        for hog in hogs:
-            hog.join(5)
+        hog.stop()
     assert contention(runnable * 1e3, cpu * 1e3) >= 1.5  # ≈ 3 expected: 2 busy processes per core + us
 
 

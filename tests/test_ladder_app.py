@@ -3,7 +3,6 @@ and it steps back up when the hog stops. Waits are bounded generously; bench/lad
 
 from __future__ import annotations
 
-import multiprocessing
 import re
 import threading
 import time
@@ -11,38 +10,10 @@ import time
 import pytest
 import yaml
 
-from support import App, MjpegReader, wait_for
+from support import App, CpuHog, MjpegReader, wait_for
 
 pytestmark = pytest.mark.slow
 BIG, SMALL = "ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco"
-
-
-def burn(stop) -> None:
-    while not stop.is_set():
-        pass
-
-
-class CpuHog:
-    """Busy processes, more than there are cores; bounded in time even if a test forgets to stop them."""
-
-    def __init__(self, processes: int = 4, max_s: float = 120.0) -> None:
-        self.stop_event = multiprocessing.Event()
-        self.procs = [
-            multiprocessing.Process(target=burn, args=(self.stop_event,), daemon=True)
-            for _ in range(processes)
-        ]
-        self._timer = threading.Timer(max_s, self.stop)
-
-    def start(self) -> None:
-        for p in self.procs:
-            p.start()
-        self._timer.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        for p in self.procs:
-            p.join(5)
-        self._timer.cancel()
 
 
 def test_steps_down_under_load_and_back_up(tmp_path, model_dir, media_dir):
