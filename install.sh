@@ -6,12 +6,13 @@
 #   ./install.sh --bundle DIR [--arch aarch64] [--python 3.11] [--numpy V] [--models-from DIR]
 #                                          make such a bundle on a networked machine
 #   sudo ./install.sh --uninstall [--purge]
+#   ./install.sh --show-config [FILE]      print the config the installer would install (made from FILE)
 #
 # Options: --dry-run (print every action, change nothing), --no-start, --coral / --no-coral (default: install
 # Edge TPU support when a Coral is plugged in), --coral-std (the cooler, reduced-clock libedgetpu),
-# --coral-deb FILE and --coral-wheel FILE (a libedgetpu .deb / tflite_runtime wheel you bring), --log FILE.
-# A second run changes nothing and says so. A failing step is rolled back; the service is enabled only
-# after the config has been validated. Run with --help for this text.
+# --coral-deb FILE (a libedgetpu .deb you bring), --coral-wheel FILE (a tflite_runtime wheel you bring, used
+# instead of LiteRT), --log FILE. A second run changes nothing and says so. A failing step is rolled back;
+# the service is enabled only after the config has been validated. Run with --help for this text.
 set -Eeuo pipefail
 umask 022
 
@@ -24,44 +25,53 @@ CONFIG=$ETC/config.yaml
 AUTH_FILE=$ETC/auth
 STATE=/var/lib/edgecam
 MODELS=$STATE/models
+WRITABLE=$STATE/state  # the only directory the service may write (the unit's ReadWritePaths/StateDirectory)
+SNAPSHOTS=$WRITABLE/snapshots
 UNIT=/etc/systemd/system/edgecam.service
 DROPIN_DIR=/etc/systemd/system/edgecam.service.d
 UDEV_RULES=/etc/udev/rules.d/71-edgecam-edgetpu.rules
 SERVICE_USER=edgecam
 PY=/usr/bin/python3  # apt's Python: the venv must see apt's packages (never a pyenv/conda python3 on PATH)
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CAMERA_ORDER="the Pi camera (picamera2), else the first USB camera (/dev/videoN), else the sample video, else a test pattern"
 
 # ---- pins ---------------------------------------------------------------------------------------------------
-# Without a Coral: PyPI's last tflite-runtime (2.14.0, Python <= 3.11, numpy < 2), else ai-edge-litert.
+# The TFLite runtime is LiteRT (ai-edge-litert): wheels for Python 3.10-3.13 on x86-64 and aarch64 that need
+# numpy >= 1.23, so apt's numpy (1.24 on Bookworm, 2.x on Trixie) serves it. It ran the int8 detectors 16-25x
+# faster than PyPI's last tflite-runtime (2.14.0, 2023, Python <= 3.11, numpy < 2), which is only a fallback
+# where LiteRT cannot be installed. The app looks for them in the same order: LiteRT, then tflite_runtime,
+# then tensorflow.lite.
+LITERT_PYPI='ai-edge-litert>=1.2,<3'
 TFLITE_PYPI=tflite-runtime==2.14.0
-LITERT_PYPI='ai-edge-litert>=1.0,<3'
-# With a Coral the Edge TPU delegate (libedgetpu) must be built against the same TensorFlow as the runtime,
-# or it segfaults. No libedgetpu exists for TF 2.14 (feranick/libedgetpu, the maintained builds, has 2.11.1,
-# 2.12.1, 2.13.1, 2.15.0, 2.16.1, 2.17.0, 2.17.1 and 2.18.1), so with a Coral we install the matched pair
-# Frigate ships and has proven in the field: libedgetpu 16.0tf2.17.1 with feranick's tflite_runtime 2.17.1
-# wheel for Python 3.11 (Bookworm). Checksums: not recorded yet (the release assets could not be reached when
-# this was written). While a CORAL_*_SHA256 below is empty the file is fetched over HTTPS from the pinned URL
-# and its sha256 is printed for you to compare; once it is filled in, a mismatch stops the install.
+LITERT_PYTHONS="3.10 3.11 3.12 3.13"
 # apt's numpy on the targets (Raspberry Pi OS uses Debian's): a bundle's wheels are resolved against it.
 APT_NUMPY_BOOKWORM=1.24.2
 APT_NUMPY_TRIXIE=2.2.4
-CORAL_TF=2.17.1
+# With a Coral: the Edge TPU delegate (libedgetpu) must be built against a TensorFlow the runtime is compatible
+# with, or it segfaults (Google's own 16.0 builds are not; no build exists for tflite-runtime 2.14). feranick's
+# libedgetpu 16.0 builds (the maintained ones; Frigate ships 16.0tf2.17.1) work with ai-edge-litert, as he states:
+# LiteRT loads it with its load_delegate, so no separate tflite_runtime wheel is needed. Checksums: not recorded
+# yet (the release assets could not be reached when this was written). While a CORAL_DEB_SHA256_* below is
+# empty the .deb is fetched over HTTPS from the pinned URL and its sha256 is printed for you to compare; once
+# it is filled in, a mismatch stops the install.
 CORAL_DEB_VERSION=16.0tf2.17.1-1
+CORAL_DEB_DIST=bookworm
 CORAL_DEB_URL=https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1
-CORAL_WHEEL_URL=https://github.com/feranick/TFlite-builds/releases/download/v2.17.1
 CORAL_DEB_SHA256_arm64=""
 CORAL_DEB_SHA256_amd64=""
-CORAL_WHEEL_SHA256_aarch64=""
-CORAL_WHEEL_SHA256_x86_64=""
 CORAL_USB_IDS=("1a6e:089a" "18d1:9302")  # before and after the firmware load (it re-enumerates)
+# Models brought besides the embedded ones (those models/models.yaml marks `embedded: true`, committed in
+# models/ and copied from the checkout or bundle): optional downloads; one that fails is reported, not fatal.
+OPTIONAL_MODELS=(ssd_mobilenet_v1_coco ssdlite_mobilenet_v2_a050_coco sample_video)
+CORAL_MODELS=(ssd_mobilenet_v2_coco ssd_mobilenet_v2_coco_edgetpu)
 
 # ---- options ------------------------------------------------------------------------------------------------
-DRY_RUN=0 NO_START=0 UNINSTALL=0 PURGE=0
+DRY_RUN=0 NO_START=0 UNINSTALL=0 PURGE=0 SHOW_CONFIG=0 SHOW_CONFIG_FROM=""
 OFFLINE="" BUNDLE="" BUNDLE_ARCH="" BUNDLE_PY="" BUNDLE_NUMPY="" CORAL_MODE=auto CORAL_CLOCK=max CORAL_DEB="" CORAL_WHEEL=""
 MODELS_FROM=()
 LOG=/var/log/edgecam-install.log
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 2; }
 need_arg() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value"; fi; }
 
@@ -82,6 +92,9 @@ while [ $# -gt 0 ]; do
         --coral-wheel) need_arg "$@"; CORAL_WHEEL=$(realpath -m "$2"); CORAL_MODE=yes; shift ;;
         --uninstall) UNINSTALL=1 ;;
         --purge) UNINSTALL=1; PURGE=1 ;;
+        --show-config)
+            SHOW_CONFIG=1
+            if [ $# -ge 2 ] && [ "${2#-}" = "$2" ]; then SHOW_CONFIG_FROM=$(realpath -m "$2"); shift; fi ;;
         --log) need_arg "$@"; LOG=$2; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
@@ -204,13 +217,75 @@ fi
 python_version() {  # X.Y of the system python3, or nothing
     if [ -x "$PY" ]; then "$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true; fi
 }
-runtime_for() {  # the TFLite runtime to use for Python X.Y and coral yes/no
+ver_le() { [ "$(printf '%s\n' "$1" "$2" | sort -V | head -1)" = "$1" ]; }  # X.Y <= X.Y
+# The runtimes to try for Python X.Y, in order, one pip requirement (or wheel file) a line: LiteRT, then
+# tflite-runtime 2.14 where it has wheels (Python <= 3.11), never with a Coral (no libedgetpu exists for 2.14).
+runtime_candidates() {
     local py=$1 coral=$2
-    if [ "$coral" = yes ]; then echo "tflite_runtime $CORAL_TF (matched with libedgetpu $CORAL_DEB_VERSION)"
-    elif [ "$(printf '%s\n' "$py" 3.11 | sort -V | tail -1)" = 3.11 ]; then echo "$TFLITE_PYPI"
-    else echo "$LITERT_PYPI"; fi
+    if [ -n "$CORAL_WHEEL" ]; then echo "$CORAL_WHEEL"; return; fi
+    echo "$LITERT_PYPI"
+    if [ "$coral" != yes ] && ver_le "$py" 3.11; then echo "$TFLITE_PYPI"; fi
 }
-runtime_module() { case $1 in ai-edge-litert*) echo ai_edge_litert ;; *) echo tflite_runtime ;; esac; }
+runtime_module() { case ${1##*/} in ai-edge-litert*|ai_edge_litert*) echo ai_edge_litert ;; *) echo tflite_runtime ;; esac; }
+runtime_label() {
+    case ${1##*/} in
+        ai-edge-litert*|ai_edge_litert*) echo "LiteRT (ai-edge-litert)" ;;
+        tflite-runtime==*) echo "tflite-runtime ${1#*==}" ;;
+        *) echo "${1##*/}" ;;
+    esac
+}
+litert_has_wheel() {  # Python X.Y, machine: LiteRT publishes a wheel for them
+    [[ " $LITERT_PYTHONS " == *" $1 "* ]] && { [ "$2" = aarch64 ] || [ "$2" = x86_64 ]; }
+}
+describe_runtime() {  # Python X.Y, coral yes/no: one line for the user
+    local py=$1 coral=$2 text
+    if [ -n "$CORAL_WHEEL" ]; then text="$(basename "$CORAL_WHEEL") (your --coral-wheel, instead of LiteRT)"
+    elif litert_has_wheel "$py" "$MACHINE"; then text="LiteRT (ai-edge-litert)"
+    else text="LiteRT if pip finds a wheel for Python $py on $MACHINE (it publishes 3.10-3.13, x86_64/aarch64)"; fi
+    if [ "$coral" = yes ]; then text+=", with libedgetpu $CORAL_DEB_VERSION loaded through its load_delegate"
+    elif [ -z "$CORAL_WHEEL" ] && ver_le "$py" 3.11; then text+="; fallback if it cannot be installed: $TFLITE_PYPI"; fi
+    echo "$text"
+}
+
+# ---- the model manifest (models/models.yaml), read without Python or PyYAML (it may not be installed yet) ----
+# Prints "kind id file labels embedded archive" per entry (kind: models|assets; "-" for an empty field; archive:
+# the download's file name when the file is a member of it, as `--from DIR` looks for it). The manifest is ours:
+# two-space ids, four-space keys, scalar values on one line.
+manifest_table() {
+    awk '
+        function val(line) { sub(/^[^:]*:[ \t]*/, "", line); sub(/[ \t]+#.*$/, "", line); gsub(/^["\047]|["\047]$/, "", line); return line }
+        function flush() {
+            if (id == "") return
+            if (npm != "") { zip = npm; sub(/^@/, "", zip); v = zip; sub(/@[^@]*$/, "", zip); sub(/.*@/, "", v); gsub(/\//, "-", zip); zip = zip "-" v ".tgz" }
+            print kind, id, file, labels, emb, (member != "" ? zip : "-"); id = ""
+        }
+        /^[a-z_]+:/ { flush(); kind = $1; sub(/:.*/, "", kind); next }
+        /^  [A-Za-z0-9_.-]+:[ \t]*(#.*)?$/ { flush(); id = $1; sub(/:$/, "", id); file = "-"; labels = "-"; emb = "-"; member = ""; zip = "-"; npm = ""; next }
+        /^    file:/ { file = val($0) }
+        /^    labels:/ { labels = val($0) }
+        /^    embedded:/ { emb = val($0) }
+        /^    member:/ { member = val($0) }
+        /^    url:/ { zip = val($0); sub(/.*\//, "", zip) }
+        /^    npm:/ { npm = val($0) }
+        END { flush() }
+    ' "$1"
+}
+manifest_field() {  # manifest id column(3 file, 4 labels, 6 archive)
+    awk -v id="$2" -v col="$3" '$2 == id { print $col; exit }' < <(manifest_table "$1")
+}
+# The embedded files (committed in models/, installed without a download): the entries marked `embedded: true`
+# (models and assets); a manifest without that key at all: the models whose file is in FROM_DIR.
+embedded_models() {  # manifest from_dir
+    local table
+    table=$(manifest_table "$1")
+    if awk '$5 != "-" { found = 1 } END { exit !found }' <<<"$table"; then
+        awk '$5 == "true" { print $2 }' <<<"$table"
+    else
+        local id file
+        while read -r id file; do [ -f "$2/$file" ] && echo "$id"; done < <(awk '$1 == "models" { print $2, $3 }' <<<"$table")
+    fi
+    return 0
+}
 
 # USB devices as "vendor:product speed busdir" lines, from sysfs.
 usb_devices() {
@@ -228,6 +303,101 @@ coral_usb() {  # prints "id speed" of the first Coral on USB
     return 1
 }
 
+# ---- models -------------------------------------------------------------------------------------------------
+REQUIRED_IDS=() OPTIONAL_IDS=() LOCAL_DIRS=() EDGECAM_CMD=() MANIFEST=""
+# Which files to bring: the embedded models and their labels are required; the others optional. Sets
+# REQUIRED_IDS and OPTIONAL_IDS from MANIFEST; FROM_DIR is where the embedded files are committed.
+plan_models() {  # from_dir coral(yes/no)
+    local from_dir=$1 coral=$2 id labels embedded=()
+    REQUIRED_IDS=() OPTIONAL_IDS=()
+    [ -f "$MANIFEST" ] || fail "no model manifest at $MANIFEST"
+    mapfile -t embedded < <(embedded_models "$MANIFEST" "$from_dir")
+    for id in "${embedded[@]}"; do
+        labels=$(manifest_field "$MANIFEST" "$id" 4)
+        add_id REQUIRED_IDS "$id"
+        [ -z "$labels" ] || [ "$labels" = - ] || add_id REQUIRED_IDS "$labels"
+    done
+    local optional=("${OPTIONAL_MODELS[@]}")
+    [ "$coral" = yes ] && optional+=("${CORAL_MODELS[@]}")
+    for id in "${optional[@]}"; do
+        labels=$(manifest_field "$MANIFEST" "$id" 4)
+        [ -z "$labels" ] || [ "$labels" = - ] || add_id OPTIONAL_IDS "$labels"
+        add_id OPTIONAL_IDS "$id"
+    done
+    if [ ${#REQUIRED_IDS[@]} -eq 0 ]; then  # no embedded model in this manifest: the CPU models are needed
+        note "the manifest marks no embedded model: the downloaded CPU models are required"
+        REQUIRED_IDS=("${OPTIONAL_IDS[@]}") OPTIONAL_IDS=()
+        if [ "$coral" = yes ]; then
+            for id in "${CORAL_MODELS[@]}"; do drop_id REQUIRED_IDS "$id"; add_id OPTIONAL_IDS "$id"; done
+        fi
+    else
+        for id in "${REQUIRED_IDS[@]}"; do drop_id OPTIONAL_IDS "$id"; done
+        note "embedded (from ${from_dir/#$SRC_DIR/the checkout}, no download): ${REQUIRED_IDS[*]}"
+    fi
+    return 0
+}
+add_id() { local -n list=$1; [[ " ${list[*]} " == *" $2 "* ]] || list+=("$2"); }
+# shellcheck disable=SC2178  # a nameref to an array
+drop_id() { local -n list=$1; local keep=() x; for x in "${list[@]}"; do [ "$x" = "$2" ] || keep+=("$x"); done; list=("${keep[@]}"); }
+
+# Bring REQUIRED_IDS and OPTIONAL_IDS into DEST, each verified against the manifest: from the first of LOCAL_DIRS
+# that has it, else downloaded (when allowed). A required file that cannot be brought stops the install; an
+# optional one is reported and skipped.
+bring_models() {  # dest allow_download(0/1)
+    local dest=$1 allow_download=$2 id file zip d where group
+    local req_local=() req_dl=() opt_local=() opt_dl=() req_missing=() opt_missing=() from=()
+    for d in "${LOCAL_DIRS[@]}"; do [ -d "$d" ] && from+=(--from "$d"); done
+    for id in "${REQUIRED_IDS[@]}" "${OPTIONAL_IDS[@]}"; do
+        group=opt; [[ " ${REQUIRED_IDS[*]} " == *" $id "* ]] && group=req
+        file=$(manifest_field "$MANIFEST" "$id" 3) zip=$(manifest_field "$MANIFEST" "$id" 6)
+        if [ -z "$file" ]; then
+            [ "$group" = req ] && fail "'$id' is not in $MANIFEST"
+            note "$id: not in this manifest, skipped"; continue
+        fi
+        where=""
+        for d in "${LOCAL_DIRS[@]}"; do
+            if [ -f "$d/$file" ] || { [ "$zip" != - ] && [ -f "$d/$zip" ]; }; then where=$d; break; fi
+        done
+        if [ -n "$where" ] || [ -f "$dest/$file" ] || ((allow_download)); then
+            if ! ((DRY_RUN)); then :
+            elif [ -f "$dest/$file" ]; then note "$id: $dest/$file is there (checked against the manifest on a real run)"
+            elif [ -n "$where" ]; then note "would copy $id ($file) from $where"
+            else note "would download $id ($file)"; fi
+            if [ -n "$where" ] && [ "$group" = req ]; then req_local+=("$id")
+            elif [ -n "$where" ]; then opt_local+=("$id")
+            elif [ "$group" = req ]; then req_dl+=("$id")
+            else opt_dl+=("$id"); fi
+        elif [ "$group" = req ]; then req_missing+=("$id")
+        else opt_missing+=("$id"); fi
+    done
+    [ ${#req_missing[@]} -eq 0 ] || fail "not found in ${LOCAL_DIRS[*]}: ${req_missing[*]} (needed without a download)"
+    if [ ${#req_local[@]} -gt 0 ]; then
+        note "copying and verifying ${req_local[*]}"
+        run "${EDGECAM_CMD[@]}" models fetch --model-dir "$dest" "${from[@]}" "${req_local[@]}" ||
+            fail "could not copy and verify ${req_local[*]} (see $LOG)"
+    fi
+    if [ ${#req_dl[@]} -gt 0 ]; then
+        note "downloading and verifying ${req_dl[*]} (unless already there)"
+        run "${EDGECAM_CMD[@]}" models fetch --model-dir "$dest" "${req_dl[@]}" ||
+            fail "could not download and verify ${req_dl[*]} (no network? see $LOG)"
+    fi
+    if [ ${#opt_local[@]} -gt 0 ]; then
+        run "${EDGECAM_CMD[@]}" models fetch --model-dir "$dest" "${from[@]}" "${opt_local[@]}" ||
+            note "WARNING: could not copy ${opt_local[*]} (see $LOG); carrying on without them"
+    fi
+    if [ ${#opt_dl[@]} -gt 0 ]; then
+        note "downloading the optional models ${opt_dl[*]} (unless already there; a few MB each)"
+        if ! run "${EDGECAM_CMD[@]}" models fetch --model-dir "$dest" "${opt_dl[@]}"; then
+            note "WARNING: some optional models could not be downloaded (see $LOG):"
+            grep -o 'fetch failed: .*' "$LOG" 2>/dev/null | tail -1 | sed 's/^/        /' || true
+            note "edgecam runs with the models it has; fetch the rest later:"
+            note "  sudo $VENV/bin/edgecam models fetch --model-dir $dest ${opt_dl[*]}"
+        fi
+    fi
+    [ ${#opt_missing[@]} -eq 0 ] || note "not brought (not in ${LOCAL_DIRS[*]}, no download offline): ${opt_missing[*]}"
+    return 0
+}
+
 # =============================================================================================================
 # --bundle: make an offline bundle on a networked machine
 # =============================================================================================================
@@ -237,68 +407,74 @@ make_bundle() {
     case $arch in aarch64|arm64) arch=aarch64 ;; x86_64|amd64) arch=x86_64 ;; *) die "--arch: aarch64 or x86_64 (got $arch)" ;; esac
     [[ $py =~ ^3\.[0-9]+$ ]] || die "--python: X.Y, e.g. 3.11 (got $py)"
     [ "$CORAL_MODE" = yes ] && coral=yes
-    local abi="cp${py/./}" runtime numpy_pin=${BUNDLE_NUMPY:-}
-    # The target's apt numpy: pip resolves scipy (and the rest) for it, and never replaces it.
+    local abi="cp${py/./}" numpy_pin=${BUNDLE_NUMPY:-}
+    # The target's apt numpy: pip resolves LiteRT, scipy (and the rest) for it, and never replaces it.
     [ -n "$numpy_pin" ] || case $py in 3.11) numpy_pin=$APT_NUMPY_BOOKWORM ;; 3.13) numpy_pin=$APT_NUMPY_TRIXIE ;; esac
     [ -n "$numpy_pin" ] || die "--numpy X.Y.Z: the numpy version apt installs on the target (Python $py)"
-    runtime=$(runtime_for "$py" "$coral")
     TOTAL=4
-    say "Making an offline bundle in $BUNDLE for $arch, Python $py (runtime: $runtime)"
+    say "Making an offline bundle in $BUNDLE for $arch, Python $py, numpy $numpy_pin"
+    note "runtime: $(MACHINE=$arch describe_runtime "$py" "$coral")"
     "$pip_py" -m pip --version >/dev/null 2>&1 || die "$pip_py has no pip (apt-get install python3-pip, or set PYTHON=)"
 
-    step "Copying the installer, unit and default config"
+    step "Copying the installer, unit, default config and model manifest"
     run mkdir -p "$BUNDLE/wheels" "$BUNDLE/models" "$BUNDLE/systemd"
     run cp "$SRC_DIR/install.sh" "$BUNDLE/install.sh"
     run cp "$SRC_DIR/config.yaml" "$BUNDLE/config.yaml"
     run cp "$SRC_DIR/systemd/edgecam.service" "$BUNDLE/systemd/edgecam.service"
+    run cp "$SRC_DIR/models/models.yaml" "$BUNDLE/models/models.yaml"
+    [ ! -f "$SRC_DIR/models/NOTICE" ] || run cp "$SRC_DIR/models/NOTICE" "$BUNDLE/models/NOTICE"
 
     step "Building edgecam's wheel and downloading every pip dependency for $arch / Python $py"
+    note "pip downloads about 100 MB (LiteRT, scipy, pydantic, …) for the target; log: $LOG"
     run rm -f "$BUNDLE"/wheels/edgecam-*.whl
     run "$pip_py" -m pip wheel --quiet --no-deps --disable-pip-version-check -w "$BUNDLE/wheels" "$SRC_DIR"
     local platforms=() v
     for v in 36 34 31 28 27 26 24 17; do platforms+=(--platform "manylinux_2_${v}_$arch"); done
     platforms+=(--platform "manylinux2014_$arch" --platform "linux_$arch")
-    local reqs=() wheel
+    local wheel rt runtime=""
     wheel=$(find "$BUNDLE/wheels" -name 'edgecam-*.whl' -print -quit 2>/dev/null || true)
     ((DRY_RUN)) && wheel=${wheel:-$BUNDLE/wheels/edgecam-0-py3-none-any.whl}
-    reqs+=("$wheel")
-    if [ "$coral" = yes ]; then
-        local whl="tflite_runtime-$CORAL_TF-$abi-$abi-linux_$arch.whl"
-        if [ -n "$CORAL_WHEEL" ]; then run cp "$CORAL_WHEEL" "$BUNDLE/wheels/"
-        else download "$CORAL_WHEEL_URL/$whl" "$BUNDLE/wheels/$whl" "$(coral_wheel_sha "$arch")"; fi
-    elif [ "$runtime" = "$TFLITE_PYPI" ]; then reqs+=("$TFLITE_PYPI")
-    else reqs+=("$LITERT_PYPI"); fi
-    [ -z "$numpy_pin" ] || reqs+=("numpy==$numpy_pin")
-    run "$pip_py" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-        "${platforms[@]}" --python-version "$py" --implementation cp --abi "$abi" \
-        --find-links "$BUNDLE/wheels" -d "$BUNDLE/wheels" "${reqs[@]}"
+    [ -z "$CORAL_WHEEL" ] || run cp "$CORAL_WHEEL" "$BUNDLE/wheels/"
+    while read -r rt; do
+        [ -z "$CORAL_WHEEL" ] || rt=$BUNDLE/wheels/$(basename "$CORAL_WHEEL")
+        if run "$pip_py" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+            "${platforms[@]}" --python-version "$py" --implementation cp --abi "$abi" \
+            --find-links "$BUNDLE/wheels" -d "$BUNDLE/wheels" "$wheel" "$rt" "numpy==$numpy_pin"; then
+            runtime=$rt; break
+        fi
+        note "pip found no $(runtime_label "$rt") for $arch / Python $py with numpy $numpy_pin (see $LOG)"
+    done < <(runtime_candidates "$py" "$coral")
+    [ -n "$runtime" ] || fail "pip could not download edgecam's dependencies with a TFLite runtime for $arch / Python $py (see $LOG)"
+    note "runtime in the bundle: $(runtime_label "$runtime")"
     if [ "$coral" = yes ]; then
         local deb_arch=arm64; [ "$arch" = x86_64 ] && deb_arch=amd64
         run mkdir -p "$BUNDLE/debs"
-        local deb="libedgetpu1-${CORAL_CLOCK}_${CORAL_DEB_VERSION}.bookworm_$deb_arch.deb"
+        local deb="libedgetpu1-${CORAL_CLOCK}_${CORAL_DEB_VERSION}.${CORAL_DEB_DIST}_$deb_arch.deb"
         if [ -n "$CORAL_DEB" ]; then run cp "$CORAL_DEB" "$BUNDLE/debs/"
-        else download "$CORAL_DEB_URL/$deb" "$BUNDLE/debs/$deb" "$(coral_deb_sha "$deb_arch")"; fi
+        else note "downloading $deb"; download "$CORAL_DEB_URL/$deb" "$BUNDLE/debs/$deb" "$(coral_deb_sha "$deb_arch")"; fi
     fi
 
-    step "Fetching and verifying the models"
-    local edgecam_cmd=() from=() ids=() d
-    if [ -n "${EDGECAM_BIN:-}" ]; then edgecam_cmd=("$EDGECAM_BIN")
-    elif have edgecam; then edgecam_cmd=(edgecam)
+    step "Bringing and verifying the models (the embedded ones from the checkout, the others downloaded)"
+    local d
+    if [ -n "${EDGECAM_BIN:-}" ]; then EDGECAM_CMD=("$EDGECAM_BIN")
+    elif have edgecam; then EDGECAM_CMD=(edgecam)
     else
+        note "a throwaway venv for edgecam's model tool"
         run "$pip_py" -m venv "$TMP_DIR/venv"
         run "$TMP_DIR/venv/bin/pip" install --quiet --disable-pip-version-check "$wheel"
-        edgecam_cmd=("$TMP_DIR/venv/bin/edgecam")
+        EDGECAM_CMD=("$TMP_DIR/venv/bin/edgecam")
     fi
-    for d in "${MODELS_FROM[@]}"; do from+=(--from "$d"); done
-    [ "$coral" = yes ] && ids=(ssd_mobilenet_v1_coco ssdlite_mobilenet_v2_a050_coco coco_labels sample_video
-        ssd_mobilenet_v2_coco ssd_mobilenet_v2_coco_edgetpu)
-    run "${edgecam_cmd[@]}" models fetch --model-dir "$BUNDLE/models" "${from[@]}" "${ids[@]}"
+    MANIFEST=$SRC_DIR/models/models.yaml
+    LOCAL_DIRS=("$SRC_DIR/models")
+    for d in "${MODELS_FROM[@]}"; do LOCAL_DIRS+=("$d"); done
+    plan_models "$SRC_DIR/models" "$coral"
+    bring_models "$BUNDLE/models" 1
 
     step "Writing the bundle's description"
     if ! ((DRY_RUN)); then
         {
             echo "edgecam offline bundle"
-            echo "target: $arch python $py coral $coral runtime $runtime"
+            echo "target: $arch python $py numpy $numpy_pin coral $coral runtime $(runtime_label "$runtime")"
             echo "made: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m)"
             (cd "$BUNDLE" && { find wheels models debs -type f 2>/dev/null || true; } | sort | xargs -r sha256sum)
         } >"$BUNDLE/BUNDLE.txt"
@@ -312,7 +488,6 @@ make_bundle() {
 }
 
 coral_deb_sha() { case $1 in arm64) echo "$CORAL_DEB_SHA256_arm64" ;; amd64) echo "$CORAL_DEB_SHA256_amd64" ;; esac; }
-coral_wheel_sha() { case $1 in aarch64) echo "$CORAL_WHEEL_SHA256_aarch64" ;; x86_64) echo "$CORAL_WHEEL_SHA256_x86_64" ;; esac; }
 
 # Download URL to DEST over HTTPS; verify SHA256 when one is pinned, else print it for the user to compare.
 download() {
@@ -321,7 +496,7 @@ download() {
     local py=$PY
     [ -x "$py" ] || py=python3
     have "$py" || fail "python3 is needed to download $url"
-    "$py" - "$url" "$dest.part" <<'EOF' >>"$LOG" 2>&1 || fail "could not download $url (no network? bring the file with --coral-deb/--coral-wheel or --offline)"
+    "$py" - "$url" "$dest.part" <<'EOF' >>"$LOG" 2>&1 || fail "could not download $url (no network? bring the file with --coral-deb FILE, or use --offline)"
 import shutil, sys, urllib.request
 req = urllib.request.Request(sys.argv[1], headers={"User-Agent": "edgecam-install"})
 with urllib.request.urlopen(req, timeout=60) as r, open(sys.argv[2], "wb") as out:
@@ -389,6 +564,30 @@ check_line() {  # status what [advice]
     [ "$status" != FAIL ] || FAILS=$((FAILS + 1))
 }
 
+# Can pip reach its package index (whatever this machine configures: pip.conf, PIP_INDEX_URL, a proxy)? Asked
+# through pip itself, for the runtime we are about to install; no host is named here.
+check_pip_index() {  # python X.Y
+    local py=$1 out
+    if [ -z "$py" ] || ! "$PY" -m pip --version >/dev/null 2>&1; then
+        check_line ok "network: checked when the venv's pip first runs (step 4; python3-pip is not installed here)"
+        return 0
+    fi
+    if out=$(timeout 90 "$PY" -m pip index versions --disable-pip-version-check ai-edge-litert 2>/dev/null) &&
+        [ -n "$out" ]; then
+        check_line ok "network: pip's package index answers ($(head -1 <<<"$out") for Python $py)"
+    elif timeout 90 "$PY" -m pip download --disable-pip-version-check --no-deps --quiet -d "$TMP_DIR/pip-probe" flatbuffers >/dev/null 2>&1; then
+        if ver_le "$py" 3.11; then
+            check_line warn "network: pip's index answers but has no LiteRT for Python $py on $MACHINE" "the fallback $TFLITE_PYPI is installed instead (slower)"
+        else
+            check_line FAIL "network: pip's index has no LiteRT for Python $py on $MACHINE, and there is no fallback for it" \
+                "use Python 3.10-3.13 (Raspberry Pi OS Bookworm or Trixie)"
+        fi
+    else
+        check_line FAIL "network: pip cannot reach its package index" \
+            "connect the box to the internet (check pip's index/proxy settings: pip config list), or install from a bundle: --offline DIR"
+    fi
+}
+
 preflight() {
     step "Checking this machine"
     # root
@@ -416,7 +615,8 @@ preflight() {
     if [ -z "$py" ]; then check_line ok "Python 3: not installed yet (apt installs python3 in step 2)"
     elif [ "$(printf '%s\n' "$py" 3.10 | sort -V | head -1)" != 3.10 ]; then
         check_line FAIL "Python $py is too old" "edgecam needs Python ≥ 3.10 (Bookworm has 3.11)"
-    else check_line ok "Python $py → $(runtime_for "$py" no)"; fi
+    elif litert_has_wheel "$py" "$MACHINE"; then check_line ok "Python $py → $(describe_runtime "$py" "$CORAL_MODE")"
+    else check_line warn "Python $py → $(describe_runtime "$py" "$CORAL_MODE")" "LiteRT publishes wheels for Python 3.10-3.13 (Bookworm has 3.11, Trixie 3.13)"; fi
     # free disk
     local free_mb
     free_mb=$(df -Pm "$(dirname "$PREFIX")" | awk 'NR == 2 { print $4 }')
@@ -431,9 +631,9 @@ preflight() {
             check_line FAIL "offline bundle $OFFLINE is incomplete (needs wheels/edgecam-*.whl and models/)" \
                 "make one on a networked machine: ./install.sh --bundle DIR --arch $MACHINE --python X.Y"
         fi
-    elif ((DRY_RUN)); then check_line ok "network not checked (--dry-run)"
-    elif timeout 8 bash -c 'exec 3<>/dev/tcp/pypi.org/443' 2>/dev/null; then check_line ok "network: pypi.org reachable"
-    else check_line FAIL "cannot reach pypi.org:443" "connect the box to the internet, or install from a bundle: --offline DIR"; fi
+    elif ((DRY_RUN)); then check_line ok "network: not checked (--dry-run); a real run asks pip for LiteRT through its configured index"
+    elif ((FAILS)); then check_line ok "network: not checked (fix the failures above first)"
+    else check_pip_index "$py"; fi
     # camera
     local videos cams=""
     videos=$(compgen -G '/dev/video*' | tr '\n' ' ' || true)
@@ -442,7 +642,7 @@ preflight() {
     done
     if [ -n "$cams" ] && [ "$cams" -gt 0 ]; then check_line ok "camera: $cams libcamera camera(s)"
     elif [ -n "$videos" ]; then check_line ok "camera: ${videos% }"
-    else check_line warn "no camera found (no libcamera camera, no /dev/video*)" "edgecam still runs: it shows 'no signal' and uses the sample video until a camera appears"; fi
+    else check_line warn "no camera found (no libcamera camera, no /dev/video*)" "edgecam still runs: camera.source auto takes $CAMERA_ORDER"; fi
     # Coral
     local usb
     if usb=$(coral_usb); then
@@ -462,9 +662,9 @@ preflight() {
         auto) ((HAS_CORAL)) && CORAL_MODE=yes || CORAL_MODE=no ;;
         yes) ((HAS_CORAL)) || note "--coral: installing Edge TPU support without a Coral plugged in" ;;
     esac
-    if [ "$CORAL_MODE" = yes ] && [ -n "$py" ] && [ "$py" != 3.11 ] && [ -z "$CORAL_WHEEL" ]; then
-        check_line FAIL "Coral with Python $py: no verified tflite_runtime/libedgetpu pair is pinned for it" \
-            "the proven pair is for Python 3.11 (Bookworm); bring a matched pair with --coral-wheel FILE --coral-deb FILE, or use --no-coral"
+    if [ "$CORAL_MODE" = yes ] && [ -z "$CORAL_DEB" ] && [ -n "$OS_CODENAME" ] && [ "$OS_CODENAME" != "$CORAL_DEB_DIST" ]; then
+        check_line warn "Coral on $OS_CODENAME: the pinned libedgetpu $CORAL_DEB_VERSION is feranick's $CORAL_DEB_DIST build" \
+            "it usually installs on $OS_CODENAME too; if it does not, bring his $OS_CODENAME build with --coral-deb FILE"
     fi
     # systemd
     if systemd_running; then check_line ok "systemd is running"
@@ -535,7 +735,9 @@ user_step() {
     ensure_dir "$ETC" 0750 "root:$grp"
     ensure_dir "$STATE" 0750 "root:$grp"
     ensure_dir "$MODELS" 0750 "root:$grp"
-    ensure_dir "$STATE/state" 0750 "$([ "$grp" = root ] && echo root || echo "$SERVICE_USER"):$grp"
+    local owner; owner="$([ "$grp" = root ] && echo root || echo "$SERVICE_USER"):$grp"
+    ensure_dir "$WRITABLE" 0750 "$owner"
+    ensure_dir "$SNAPSHOTS" 0750 "$owner"
 }
 
 # The edgecam wheel (offline) or source tree (online), and a fingerprint of it for the stamp.
@@ -552,23 +754,18 @@ source_fingerprint() {
         -not -path '*/__pycache__/*' | sort | xargs sha256sum | sha256sum | cut -d' ' -f1); fi
 }
 
-RUNTIME="" RUNTIME_MODULE=""
+RUNTIME="" RUNTIME_DESC=""
 venv_step() {
-    step "Installing the TFLite runtime and edgecam into $VENV"
+    step "Installing the TFLite runtime (LiteRT) and edgecam into $VENV"
     local py; py=$(python_version)
     if [ -z "$py" ] && ((DRY_RUN)); then py=3.11; fi
     [ -n "$py" ] || fail "python3 is missing after the apt step"
-    RUNTIME=$(runtime_for "$py" "$CORAL_MODE")
-    RUNTIME_MODULE=$(runtime_module "$RUNTIME")
-    note "Python $py → $RUNTIME"
-    local req runtime_req
+    local runtimes=()
+    mapfile -t runtimes < <(runtime_candidates "$py" "$CORAL_MODE")
+    note "Python $py → $(describe_runtime "$py" "$CORAL_MODE")"
+    local req
     req=$(edgecam_requirement)
     [ -n "$req" ] || fail "no edgecam wheel in $OFFLINE/wheels"
-    if [ "$CORAL_MODE" = yes ]; then
-        runtime_req=$(coral_wheel "$py")
-    else
-        runtime_req=${RUNTIME}
-    fi
     # pip must never replace apt's numpy (apt's picamera2/simplejpeg/OpenCV are built against it), nor
     # apt's scipy and PyYAML: pin each to the version apt installed.
     local constraints=$TMP_DIR/constraints.txt
@@ -583,11 +780,12 @@ for dist in ("numpy", "scipy", "PyYAML"):
         pass
 EOF
     fi
-    local stamp
-    stamp="py=$py runtime=$runtime_req edgecam=$(source_fingerprint "$req") pins=$(tr '\n' ' ' <"$constraints")"
+    local stamp current
+    stamp="py=$py runtimes=${runtimes[*]} edgecam=$(source_fingerprint "$req") pins=$(tr '\n' ' ' <"$constraints")"
     if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$stamp" ] &&
-        "$VENV/bin/python" -c "import edgecam, $RUNTIME_MODULE" 2>/dev/null; then
-        note "already up to date ($(tr ' ' '\n' <"$constraints" | paste -sd' '))"
+        current=$(venv_check "") 2>/dev/null; then
+        RUNTIME_DESC=$(sed -n 's/.*runtime \([^,]*\),.*/\1/p' <<<"$current")
+        note "already up to date: $current"
         return 0
     fi
     local pip_opts=(--disable-pip-version-check --no-input --prefer-binary --constraint "$constraints")
@@ -598,44 +796,71 @@ EOF
         on_undo mv "$VENV.old" "$VENV"
     fi
     on_undo rm -rf "$VENV"
+    note "creating the venv (it sees apt's numpy, OpenCV and picamera2)"
     run "$PY" -m venv --system-site-packages "$VENV"
-    note "pip install (log: $LOG)"
-    run "$VENV/bin/pip" install "${pip_opts[@]}" "$req" "$runtime_req" ||
-        fail "pip could not install edgecam and $runtime_req (see $LOG)"
-    if ! ((DRY_RUN)); then
-        local check
-        check=$("$VENV/bin/python" - "$RUNTIME_MODULE" 2>>"$LOG" <<'EOF'
-import importlib, sys
-import numpy, edgecam, edgecam.config
-rt = importlib.import_module(sys.argv[1] + ".interpreter")
-print(f"edgecam {edgecam.__version__}, {sys.argv[1]}, numpy {numpy.__version__} ({numpy.__file__})")
-EOF
-        ) || fail "the new venv cannot import edgecam with $RUNTIME_MODULE (see $LOG)"
+    local rt i check=""
+    for ((i = 0; i < ${#runtimes[@]}; i++)); do
+        rt=${runtimes[i]}
+        if ((i > 0)); then
+            note "falling back to $(runtime_label "$rt") (slower than LiteRT; the app finds it after LiteRT)"
+            ((DRY_RUN)) && note "(on a real run only if the step above fails)"
+        fi
+        note "pip install edgecam and $(runtime_label "$rt")$([ -n "$OFFLINE" ] && echo " from $OFFLINE/wheels") — a few minutes on a Pi (log: $LOG)"
+        if ! run "$VENV/bin/pip" install "${pip_opts[@]}" "$req" "$rt"; then
+            note "pip could not install $(runtime_label "$rt") (see $LOG)"
+            continue
+        fi
+        ((DRY_RUN)) && { RUNTIME=$rt; continue; }
+        if check=$(venv_check "$(runtime_module "$rt")" 2>>"$LOG"); then RUNTIME=$rt; break; fi
+        note "$(runtime_label "$rt") was installed but does not load here (see $LOG); removing it"
+        run "$VENV/bin/pip" uninstall --yes "$(runtime_module "$rt" | tr _ -)" || true
+    done
+    if ((DRY_RUN)); then RUNTIME=${runtimes[0]}
+    elif [ -z "$RUNTIME" ]; then
+        local tried=() x; for x in "${runtimes[@]}"; do tried+=("$(runtime_label "$x")"); done
+        pip_index_hint
+        local joined; joined=$(printf '%s, ' "${tried[@]}")
+        fail "pip could not install edgecam with a TFLite runtime (tried: ${joined%, }; see $LOG)"
+    else
         note "$check"
+        RUNTIME_DESC=$(sed -n 's/.*runtime \([^,]*\),.*/\1/p' <<<"$check")
         echo "$stamp" >"$STAMP"
     fi
     run rm -rf "$VENV.old"
-    changed "installed edgecam and $RUNTIME into $VENV"
+    changed "installed edgecam and $(runtime_label "$RUNTIME") into $VENV"
 }
 
-coral_wheel() {  # the tflite_runtime wheel matched with libedgetpu
-    local py=$1 abi whl
-    abi="cp${py/./}"
-    whl="tflite_runtime-$CORAL_TF-$abi-$abi-linux_$MACHINE.whl"
-    if [ -n "$CORAL_WHEEL" ]; then echo "$CORAL_WHEEL"; return; fi
-    if [ -n "$OFFLINE" ] && [ -f "$OFFLINE/wheels/$whl" ]; then echo "$OFFLINE/wheels/$whl"; return; fi
-    [ -z "$OFFLINE" ] || fail "the bundle has no $whl (make it with --bundle DIR --coral, or pass --coral-wheel FILE)"
-    mkdir -p /var/cache/edgecam
-    [ -f "/var/cache/edgecam/$whl" ] || download "$CORAL_WHEEL_URL/$whl" "/var/cache/edgecam/$whl" "$(coral_wheel_sha "$MACHINE")" >&2
-    echo "/var/cache/edgecam/$whl"
+# What the installed app will use: edgecam, the runtime it finds first (LiteRT, then tflite_runtime, then
+# tensorflow.lite) and numpy. Fails when EXPECTED (a module name) is given and the app would pick another.
+venv_check() {  # expected-module or ""
+    "$VENV/bin/python" - "$1" <<'EOF'
+import sys
+import numpy, edgecam
+from edgecam.detect.runtime import find_runtime
+rt = find_runtime()
+where = "apt" if numpy.__file__.startswith("/usr/lib/python3/") else numpy.__file__
+print(f"edgecam {edgecam.__version__}, runtime {rt.describe()}, numpy {numpy.__version__} ({where})")
+if sys.argv[1] and rt.name != sys.argv[1]:
+    sys.exit(f"the app would use {rt.name}, not {sys.argv[1]}")
+EOF
+}
+
+# After a failed pip install: say whether pip's index could be reached at all (through pip, not a host name).
+pip_index_hint() {
+    [ -z "$OFFLINE" ] || { note "the bundle's wheels do not fit this machine (made for another Python or architecture?)"; return 0; }
+    if timeout 90 "$VENV/bin/pip" download --disable-pip-version-check --no-deps --quiet -d "$TMP_DIR/pip-probe" flatbuffers >>"$LOG" 2>&1; then
+        note "pip reaches its package index, so the runtime has no wheel for Python $(python_version) on $MACHINE"
+    else
+        note "pip cannot reach its package index: check the network and pip's settings (pip config list)"
+    fi
 }
 
 coral_step() {
     step "Edge TPU support (libedgetpu, udev rules)"
     if [ "$CORAL_MODE" != yes ]; then note "skipped: no Coral found (use --coral to install its support anyway)"; return 0; fi
-    local pkg="libedgetpu1-$CORAL_CLOCK" deb="libedgetpu1-${CORAL_CLOCK}_${CORAL_DEB_VERSION}.bookworm_$DEB_ARCH.deb" file
+    local pkg="libedgetpu1-$CORAL_CLOCK" deb="libedgetpu1-${CORAL_CLOCK}_${CORAL_DEB_VERSION}.${CORAL_DEB_DIST}_$DEB_ARCH.deb" file
     if pkg_installed "$pkg" && [ "$(dpkg-query -W -f='${Version}' "$pkg")" = "$CORAL_DEB_VERSION" ]; then
-        note "$pkg $CORAL_DEB_VERSION already installed (matches tflite_runtime $CORAL_TF)"
+        note "$pkg $CORAL_DEB_VERSION already installed ($(runtime_label "$RUNTIME") loads it with load_delegate)"
     else
         if [ -n "$CORAL_DEB" ]; then file=$CORAL_DEB; check_sha "$file" "$(coral_deb_sha "$DEB_ARCH")" "$file"
         elif [ -n "$OFFLINE" ] && [ -f "$OFFLINE/debs/$deb" ]; then file=$OFFLINE/debs/$deb
@@ -644,6 +869,7 @@ coral_step() {
         else
             run mkdir -p /var/cache/edgecam
             file=/var/cache/edgecam/$deb
+            note "downloading $deb (feranick's libedgetpu build)"
             download "$CORAL_DEB_URL/$deb" "$file" "$(coral_deb_sha "$DEB_ARCH")"
         fi
         # The other clock variant conflicts with this one; apt replaces it.
@@ -669,55 +895,128 @@ coral_step() {
 }
 
 models_step() {
-    step "Fetching and verifying the models into $MODELS"
-    local ids=(ssd_mobilenet_v1_coco ssdlite_mobilenet_v2_a050_coco coco_labels sample_video)
-    [ "$CORAL_MODE" = yes ] && ids+=(ssd_mobilenet_v2_coco ssd_mobilenet_v2_coco_edgetpu)
-    local from=() before after
-    [ -n "$OFFLINE" ] && from=(--from "$OFFLINE/models")
+    step "Installing the models into $MODELS (the embedded ones from ${OFFLINE:-the checkout}, the others downloaded)"
+    MANIFEST=$SRC_DIR/models/models.yaml
+    LOCAL_DIRS=()
+    if [ -n "$OFFLINE" ]; then
+        LOCAL_DIRS+=("$OFFLINE/models")
+        [ -f "$OFFLINE/models/models.yaml" ] && MANIFEST=$OFFLINE/models/models.yaml
+    fi
+    [ -d "$SRC_DIR/models" ] && [ "$SRC_DIR/models" != "${OFFLINE:-}/models" ] && LOCAL_DIRS+=("$SRC_DIR/models")
+    if [ ! -f "$MANIFEST" ]; then  # an older bundle: the manifest inside the installed package
+        MANIFEST=$(find "$VENV/lib" -path '*/edgecam/data/models.yaml' -print -quit 2>/dev/null || true)
+        [ -n "$MANIFEST" ] || MANIFEST=$SRC_DIR/models/models.yaml
+    fi
+    EDGECAM_CMD=("$VENV/bin/edgecam")
+    plan_models "${LOCAL_DIRS[0]:-$SRC_DIR/models}" "$CORAL_MODE"
+    local before after allow_download=1
+    [ -z "$OFFLINE" ] || allow_download=0
     before=$({ find "$MODELS" -type f -printf '%f %s %T@\n' 2>/dev/null || true; } | sort | sha256sum)
-    run "$VENV/bin/edgecam" models fetch --model-dir "$MODELS" "${from[@]}" "${ids[@]}" ||
-        fail "the models could not be fetched and verified (see $LOG)"
+    bring_models "$MODELS" "$allow_download"
     after=$({ find "$MODELS" -type f -printf '%f %s %T@\n' 2>/dev/null || true; } | sort | sha256sum)
-    if [ "$before" != "$after" ]; then changed "models verified in $MODELS"; else note "all verified already"; fi
+    if ((DRY_RUN)); then :
+    elif [ "$before" != "$after" ]; then changed "models verified in $MODELS"
+    else note "all verified already"; fi
     if ! ((DRY_RUN)); then
         find "$MODELS" -type f ! -perm 0644 -exec chmod 0644 {} +
         find "$MODELS" -type f ! -group "$SERVICE_USER" -exec chown "root:$SERVICE_USER" {} +
     fi
 }
 
-# The installed default config: the shipped one with absolute paths and, where the schema has them, stream auth.
-make_default_config() {
-    local out=$1 src=$SRC_DIR/config.yaml
+# The installed default config: the shipped one with absolute paths, a required stream password, and the
+# snapshot/recording folders where the unit lets the service write. Only the named section's key is changed
+# (mqtt.password_file is not stream.password_file); a missing key is added to its section, a missing section
+# appended. recording.dir is set only where the config or the installed schema has a recording section.
+config_settings() {
+    printf '%s\n' "detector.model_dir=$MODELS" "stream.auth=basic" "stream.password_file=$AUTH_FILE" \
+        "snapshots.dir=$SNAPSHOTS" "recording.dir=$WRITABLE"
+}
+schema_has_recording() {
+    if [ -x "$VENV/bin/python" ]; then
+        "$VENV/bin/python" -c 'import sys; from edgecam.config.sections import Config; sys.exit("recording" not in Config.model_fields)' 2>/dev/null
+    else
+        grep -qs 'recording' "$SRC_DIR"/edgecam/config/sections.py
+    fi
+}
+render_config() {  # src out
+    local src=$1 out=$2 py=$PY settings=()
     [ -f "$src" ] || fail "$src is missing"
-    if ((DRY_RUN)) && [ ! -x "$VENV/bin/python" ]; then cp "$src" "$out"; return 0; fi
-    "$VENV/bin/python" - "$src" "$out" "$MODELS" "$AUTH_FILE" <<'EOF'
+    [ -x "$VENV/bin/python" ] && py=$VENV/bin/python
+    [ -x "$py" ] || py=$(command -v python3 || true)
+    [ -n "$py" ] || fail "python3 is needed to write the config"
+    mapfile -t settings < <(config_settings)
+    local rec=0; schema_has_recording && rec=1
+    "$py" - "$src" "$out" "$rec" "${settings[@]}" <<'EOF'
 import re, sys
-src, out, models, auth_file = sys.argv[1:5]
-text = open(src, encoding="utf-8").read()
-text, n = re.subn(r"(?m)^(  model_dir:[ \t]*)\S+", lambda m: m.group(1) + models, text)
-if n != 1:
-    sys.exit("config.yaml: expected one detector.model_dir line")
-try:
-    from edgecam.config import StreamConfig
-    fields = set(StreamConfig.model_fields)
-except Exception:
-    fields = set()
-if {"auth", "password_file"} <= fields:  # the schema has stream auth: require a password
-    for key, value in (("auth", "basic"), ("password_file", auth_file)):
-        text, n = re.subn(rf"(?m)^(  {key}:[ \t]*)\S+", lambda m: m.group(1) + value, text)
-        if n == 0:
-            text = re.sub(r"(?m)^(stream:\n(?:  .*\n|\s*\n)*?  max_clients:.*\n)", lambda m: m.group(1) + f"  {key}: {value}\n", text)
-open(out, "w", encoding="utf-8").write(text)
-print("auth" if {"auth", "password_file"} <= fields else "no-auth")
+
+src, out, schema_has_recording, *settings = sys.argv[1:]
+lines = open(src, encoding="utf-8").read().splitlines(keepends=True)
+if lines and not lines[-1].endswith("\n"):
+    lines[-1] += "\n"
+HEADER = re.compile(r"^([A-Za-z_]\w*):[ \t]*(#.*)?$")
+
+
+def section(name):
+    """(header index, one past its last indented line), or None when the config has no such section."""
+    start = next((i for i, line in enumerate(lines) if (m := HEADER.match(line.rstrip("\n"))) and m.group(1) == name), None)
+    if start is None:
+        if any(re.match(rf"{name}:[ \t]*[^#\s]", line) for line in lines):
+            sys.exit(f"{src}: '{name}:' is written on one line; write it as a block so the installer can set keys in it")
+        return None
+    last = start
+    for i in range(start + 1, len(lines)):
+        line = lines[i]
+        if line.startswith((" ", "\t")) and line.strip():
+            last = i
+        elif line.strip() and not line.startswith("#"):
+            break  # the next top-level key
+    return start, last + 1
+
+
+def set_key(name, key, value):
+    bounds = section(name)
+    if bounds is None:
+        if lines and lines[-1].strip():
+            lines.append("\n")
+        lines.extend([f"{name}:\n", f"  {key}: {value}\n"])
+        return
+    start, end = bounds
+    pattern = re.compile(rf"^  {re.escape(key)}:([ \t]*)([^#\n]*?)([ \t]*(?:#.*)?)$")
+    for i in range(start + 1, end):
+        m = pattern.match(lines[i].rstrip("\n"))
+        if m:
+            lines[i] = f"  {key}:{m.group(1) or ' '}{value}{m.group(3)}\n"
+            return
+    lines.insert(end, f"  {key}: {value}\n")
+
+
+for setting in settings:
+    dotted, value = setting.split("=", 1)
+    name, key = dotted.split(".", 1)
+    if name == "recording" and section(name) is None and schema_has_recording != "1":
+        continue  # this edgecam has no recording section yet: an unknown section would fail check-config
+    set_key(name, key, value)
+with open(out, "w", encoding="utf-8") as fh:
+    fh.writelines(lines)
 EOF
 }
 
-PASSWORD="" AUTH_ENFORCED=0
+PASSWORD=""
 config_step() {
     step "Installing the config and the stream password"
-    local fresh=$TMP_DIR/config.yaml mode
-    mode=$(make_default_config "$fresh") || fail "could not make the default config"
-    [ "$mode" = auth ] && AUTH_ENFORCED=1
+    local fresh=$TMP_DIR/config.yaml setting
+    render_config "$SRC_DIR/config.yaml" "$fresh"
+    if ((DRY_RUN)); then
+        note "the installed config is the shipped one with:"
+        while read -r setting; do
+            if [ "${setting%%.*}" = recording ] && ! grep -q '^recording:' "$fresh"; then
+                note "  (recording.dir: not set, this edgecam has no recording section)"; continue
+            fi
+            note "  ${setting%%=*}: ${setting#*=}"
+        done < <(config_settings)
+        note "so the stream asks for a password (user $SERVICE_USER) and snapshots/recordings go to $WRITABLE"
+        note "(see it whole: ./install.sh --show-config)"
+    fi
     if [ ! -f "$CONFIG" ]; then
         install_file "$fresh" "$CONFIG" 0640 "root:$SERVICE_USER"
         ((DRY_RUN)) || on_undo rm -f "$CONFIG"
@@ -747,7 +1046,6 @@ config_step() {
         fix_perms "$AUTH_FILE" 0640 "root:$SERVICE_USER"
         note "$AUTH_FILE exists: password unchanged (new one: sudo $VENV/bin/edgecam password set --file $AUTH_FILE)"
     fi
-    ((AUTH_ENFORCED)) || note "this edgecam version has no stream.auth setting yet: the stream is not password-protected"
     if ((DRY_RUN)); then note "would run: runuser -u $SERVICE_USER -- $VENV/bin/edgecam check-config $CONFIG"; return 0; fi
     local out
     if ! out=$(runuser -u "$SERVICE_USER" -- "$VENV/bin/edgecam" check-config "$CONFIG" 2>&1); then
@@ -755,6 +1053,22 @@ config_step() {
         fail "$CONFIG is not valid (above); fix it and run the installer again — the service was not started"
     fi
     note "$CONFIG: valid (checked as the $SERVICE_USER user)"
+    # A kept config from an older install may point snapshots (or recordings) where the unit cannot write.
+    "$VENV/bin/python" - "$CONFIG" "$WRITABLE" <<'EOF' 2>>"$LOG" | while read -r line; do note "WARNING: $line"; done || true
+import sys
+from pathlib import Path
+from edgecam.config import load_config
+path, writable = Path(sys.argv[1]), Path(sys.argv[2])
+config = load_config(path).config
+for name in ("snapshots", "recording"):
+    section = getattr(config, name, None)
+    if section is None or not getattr(section, "enabled", False) or not getattr(section, "dir", None):
+        continue
+    folder = (path.parent / section.dir).resolve()
+    if writable != folder and writable not in folder.parents:
+        print(f"{name}.dir is {folder}: the service may only write under {writable} (set {name}.dir: {writable}"
+              + ("/snapshots" if name == "snapshots" else "") + ")")
+EOF
 }
 
 SERVICE_CHANGED=0
@@ -795,7 +1109,7 @@ service_step() {
         action=restart
     fi
     on_undo systemctl stop edgecam.service
-    note "systemctl $action edgecam (waits until it reports ready)"
+    note "systemctl $action edgecam: waits until it reports ready (models load and the camera opens; up to 3 min)"
     if ! run systemctl "$action" edgecam.service; then
         journalctl -u edgecam.service -n 30 --no-pager >&2 || true
         fail "edgecam.service did not start (journal above); it was disabled again"
@@ -822,13 +1136,19 @@ summary_step() {
         say "Stream password (shown only this once; user: edgecam): $PASSWORD"
         say "    change it with: sudo $VENV/bin/edgecam password set --file $AUTH_FILE"
     fi
+    [ -z "$RUNTIME_DESC" ] || say "Runtime: $RUNTIME_DESC"
+    say "Camera: camera.source auto takes $CAMERA_ORDER (set camera.source in $CONFIG)"
     say "Logs:   journalctl -u edgecam -f"
-    say "Check:  sudo -u $SERVICE_USER $VENV/bin/edgecam doctor --config $CONFIG   (if your edgecam has it)"
+    say "Check:  sudo -u $SERVICE_USER $VENV/bin/edgecam doctor --config $CONFIG"
     [ -z "$CORAL_DESC" ] || say "Coral:  $CORAL_DESC"
 }
 
 VENV_OR_CONFIG_CHANGED=0
 main() {
+    if ((SHOW_CONFIG)); then
+        render_config "${SHOW_CONFIG_FROM:-$SRC_DIR/config.yaml}" "$TMP_DIR/config.yaml"
+        FINISHED=1; cat "$TMP_DIR/config.yaml"; return
+    fi
     if [ -n "$BUNDLE" ]; then LOG=$TMP_DIR/bundle.log; make_bundle; return; fi
     if ((UNINSTALL)); then
         [ "$(id -u)" -eq 0 ] || ((DRY_RUN)) || die "--uninstall needs root: sudo $0 --uninstall"

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecam.app.pipeline import Overrides, Pipeline
 from edgecam.config import LoadedConfig, parse_config
-from edgecam.pipeline import Overrides, Pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 BIG, SMALL = "ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco"

@@ -251,8 +251,8 @@ def wide_filter() -> Any:
     low score (so bare and naive do the same post-processing work as the pipeline)."""
     from dataclasses import replace
 
+    from edgecam.app.pipeline import detection_filter
     from edgecam.config import Config
-    from edgecam.pipeline import detection_filter
 
     config = Config()
     base = detection_filter(config)
@@ -261,8 +261,8 @@ def wide_filter() -> Any:
 
 def phase_bare(args: argparse.Namespace) -> dict[str, Any]:
     """(a) Detector.detect() on pre-decoded frames, as fast as it goes."""
-    from edgecam.benchmark import read_frames
     from edgecam.detect import load_detector
+    from edgecam.detect.bench import read_frames
 
     frames = read_frames(Path(args.video), 100)
     detector = load_detector(args.model, Path(args.model_dir), threads=args.threads)
@@ -300,7 +300,7 @@ def phase_bare(args: argparse.Namespace) -> dict[str, Any]:
 def phase_naive(args: argparse.Namespace) -> dict[str, Any]:
     """(c) The tutorial loop: read, detect, draw, encode, one thread."""
     from edgecam.detect import load_detector
-    from edgecam.overlay import draw_detections
+    from edgecam.render.overlay import draw_detections
     from edgecam.vision import cv2
 
     detector = load_detector(args.model, Path(args.model_dir), threads=args.threads)
@@ -363,10 +363,10 @@ class Sampler(threading.Thread):
             "invoke_ms": [],
         }
         self._stop_event = threading.Event()
-        self._marks = (self.p.broadcaster.encoded_frames, self.p.inference.frames)
+        self._marks = (self.p.encoder.encoded_frames, self.p.inference.frames)
 
     def _take(self) -> None:
-        br, inf = self.p.broadcaster, self.p.inference
+        br, inf = self.p.encoder, self.p.inference
         encoded, inferred = br.encoded_frames, inf.frames  # counters first: their values were added before
         de, di = encoded - self._marks[0], inferred - self._marks[1]
         for name, window, delta in (
@@ -414,7 +414,7 @@ class Window:
         self.errors = pipeline.inference.errors
         self.captured = pipeline.capture.frames
         self.dropped = pipeline.slot.dropped
-        self.encoded = pipeline.broadcaster.encoded_frames
+        self.encoded = pipeline.encoder.encoded_frames
         self.parts: list[int] = []
         self.client_cpu = 0.0
         self.client_bad = 0
@@ -474,7 +474,7 @@ def phase_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     alternate windows (1, N, 1, N, each ``seconds``/2), so both conditions see the same machine noise."""
     import logging
 
-    from edgecam.pipeline import Overrides, Pipeline
+    from edgecam.app.pipeline import Overrides, Pipeline
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     overrides = Overrides(
@@ -539,8 +539,8 @@ def phase_pipeline(args: argparse.Namespace) -> dict[str, Any]:
                 one.append((before, Window(pipeline, [base])))
                 extra = ClientProcess(url, args.fanout - 1)
                 time.sleep(2.0)  # connect and settle
-                if pipeline.broadcaster.clients != args.fanout:
-                    raise RuntimeError(f"{pipeline.broadcaster.clients} clients connected, not {args.fanout}")
+                if pipeline.fanout.clients != args.fanout:
+                    raise RuntimeError(f"{pipeline.fanout.clients} clients connected, not {args.fanout}")
                 before = Window(pipeline, [base, extra])
                 time.sleep(half)
                 many.append((before, Window(pipeline, [base, extra])))

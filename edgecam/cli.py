@@ -14,6 +14,7 @@ from edgecam import __version__
 log = logging.getLogger("edgecam")
 
 DEFAULT_CONFIG_PATHS = (Path("config.yaml"), Path("/etc/edgecam/config.yaml"))
+DEFAULT_MODEL = "ssdlite_mobilenet_v2_coco"  # SSDLite MobileNetV2 α1.0: ships with edgecam (models/)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,52 +53,65 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(title="commands")
 
-    p = sub.add_parser("run", help="run the live pipeline and serve the stream")
+    p = sub.add_parser(
+        "run", help="run the live pipeline and serve the stream",
+        epilog="example: edgecam run --source ../shared/media/vtest.avi --port 8081",
+    )  # fmt: skip
     p.add_argument(
         "--config", type=Path, help="config file (default: ./config.yaml, else /etc/edgecam/config.yaml)"
     )
     p.add_argument("--source", help="override camera.source (file, URL, /dev/videoN, picamera2, testpattern)")
     p.add_argument("--port", type=int, help="override stream.port (0 = any free port)")
     p.add_argument("--bind", help="override stream.bind")
-    p.add_argument("--model-dir", type=Path)
-    p.add_argument("--model", help="one id pins the model; a comma list sets the ladder")
-    p.add_argument("--threads", type=int, help="override detector.threads")
+    p.add_argument("--model-dir", type=Path, help="override detector.model_dir (the shipped model is always found)")
+    p.add_argument("--model", help="one id pins the model; a comma list sets the ladder (see `edgecam models list`)")
+    p.add_argument("--threads", type=int, help="override detector.threads (CPU interpreter threads)")
     p.add_argument("--no-realtime", action="store_true", help="play a file source as fast as it is used")
     p.set_defaults(handler=_cmd_run)
 
-    p = sub.add_parser("detect", help="run the detector on images")
-    p.add_argument("images", nargs="+", type=Path)
+    p = sub.add_parser(
+        "detect", help="run the detector on images",
+        epilog="example: edgecam detect cat.jpg --json; edgecam detect a.jpg b.jpg --classes person --out marked/",
+    )  # fmt: skip
+    p.add_argument("images", nargs="+", type=Path, help="image files (any format OpenCV reads)")
     p.add_argument(
-        "--model", default="ssd_mobilenet_v1_coco", help="manifest model id (default: %(default)s)"
+        "--model", default=DEFAULT_MODEL, help="manifest model id (default: %(default)s, ships with edgecam)"
     )
     p.add_argument("--model-dir", help="model directory (default: $EDGECAM_MODEL_DIR, else the config's)")
     p.add_argument("--config", type=Path, help="config file for the model directory and threads")
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--classes", help="comma-separated labels to report (default: all)")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threshold", type=float, default=0.5, help="minimum score, 0-1 (default: %(default)s)")
+    p.add_argument("--classes", help="comma-separated labels to report (default: every class, whatever the config says)")
+    p.add_argument("--threads", type=int, help="CPU interpreter threads (default: the config's detector.threads)")
     p.add_argument("--json", action="store_true", help="one JSON object per image per line")
     p.add_argument(
         "--out", type=Path, help="write an annotated copy (a folder when several images are given)"
     )
     p.set_defaults(handler=_cmd_detect)
 
-    p = sub.add_parser("check-config", help="validate a config file")
-    p.add_argument("file", nargs="?", type=Path)
+    p = sub.add_parser(
+        "check-config", help="validate a config file",
+        epilog="example: edgecam check-config /etc/edgecam/config.yaml",
+    )  # fmt: skip
+    p.add_argument(
+        "file", nargs="?", type=Path, help="the file (default: ./config.yaml, else /etc/edgecam/config.yaml)"
+    )
     p.set_defaults(handler=_cmd_check_config)
 
     models = sub.add_parser("models", help="list, verify and fetch models")
     msub = models.add_subparsers(title="models commands", required=True)
     for name, handler, text in (
-        ("list", _cmd_models_list, "models and assets with their status and licence"),
-        ("verify", _cmd_models_verify, "check every present file's checksum (exit 1 on a mismatch)"),
+        ("list", _cmd_models_list, "models and assets: status, accuracy, cost, licence, and why auto skips one"),
+        ("verify", _cmd_models_verify, "check the checksum of the given ids (all when none; exit 1 on a mismatch)"),
         ("fetch", _cmd_models_fetch, "download (or import with --from) and verify"),
     ):
-        p = msub.add_parser(name, help=text)
+        p = msub.add_parser(name, help=text, epilog=f"example: edgecam models {name} --model-dir /var/lib/edgecam/models")
         p.add_argument("--model-dir", help="model directory (default: $EDGECAM_MODEL_DIR, else the config's)")
-        p.add_argument("--config", type=Path)
+        p.add_argument("--config", type=Path, help="config file whose detector.model_dir to use")
+        if name == "verify":
+            p.add_argument("ids", nargs="*", help="model or asset ids (default: every one)")
         if name == "fetch":
             p.add_argument(
-                "ids", nargs="*", help="model or asset ids (default: the CPU models, labels and sample video)"
+                "ids", nargs="*", help="model or asset ids (default: the optional CPU model, labels and sample video)"
             )
             p.add_argument(
                 "--from", dest="local_dirs", type=Path, action="append",
@@ -123,15 +137,18 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure what things cost on this machine")
     bsub = bench.add_subparsers(title="benchmarks", required=True)
-    p = bsub.add_parser("detector", help="invoke latency and FPS per model and thread count")
-    p.add_argument("--model", default="ssd_mobilenet_v1_coco,ssdlite_mobilenet_v2_a050_coco")
-    p.add_argument("--threads", default="1,2")
-    p.add_argument("--model-dir")
-    p.add_argument("--config", type=Path)
+    p = bsub.add_parser(
+        "detector", help="invoke latency and FPS per model and thread count",
+        epilog="example: edgecam bench detector --threads 1 --json > bench.json",
+    )  # fmt: skip
+    p.add_argument("--model", help="comma-separated model ids (default: the rungs of `ladder: auto`)")
+    p.add_argument("--threads", default="1", help="comma-separated interpreter thread counts (default: %(default)s)")
+    p.add_argument("--model-dir", help="model directory (default: $EDGECAM_MODEL_DIR, else the config's)")
+    p.add_argument("--config", type=Path, help="config file whose detector.model_dir to use")
     p.add_argument("--video", type=Path, help="frames to use (default: the manifest's sample video)")
     p.add_argument("--frames", type=int, default=40, help="timed invokes per model and thread count")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--json", action="store_true", help="print only JSON")
+    p.add_argument("--warmup", type=int, default=5, help="untimed invokes first (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(handler=_cmd_bench_detector)
     return parser
 
@@ -194,8 +211,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from edgecam.pipeline import Overrides, Pipeline
-    from edgecam.service import run_service
+    # First thing: until run_service takes SIGHUP over (reload), it is ignored; its default would kill us.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # until run_service takes the signals over
+        signal.signal(signum, lambda *_: stop.set())
+
+    from edgecam.app.pipeline import Overrides, Pipeline
+    from edgecam.app.systemd import run_service
 
     loaded = _loaded_config(args.config)
     logging.getLogger().setLevel(loaded.config.logging.level if not args.verbose else logging.DEBUG)
@@ -210,19 +233,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         threads=args.threads,
         realtime=False if args.no_realtime else None,
     )
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):  # until run_service takes the signals over
-        signal.signal(signum, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no reload (and no death by SIGHUP) while starting
     pipeline = Pipeline(loaded, overrides)
     pipeline.start()
     for url in pipeline.urls():
         log.info("open %s", url)
     try:
-        # systemd: READY=1 now that it serves, WATCHDOG=1 while every stage is alive, SIGHUP → pipeline.reload()
-        # The in-app watchdog restarts a stage stuck for watchdog_s; systemd's pings stop when it gives up,
-        # or if a stage is still stuck at twice that.
-        run_service(pipeline, stop, watchdog_s=2 * loaded.config.service.watchdog_s)
+        # systemd: READY=1 now that it serves; the supervisor feeds systemd's watchdog while every stage is
+        # alive (restarting a stuck one first); SIGHUP → pipeline.reload()
+        run_service(pipeline, stop)
     finally:
         log.info("stopping…")
         pipeline.stop()
@@ -231,7 +249,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from edgecam.detect import DetectionFilter, load_detector
-    from edgecam.overlay import draw_detections
+    from edgecam.render.overlay import draw_detections
     from edgecam.vision import cv2
 
     loaded = _loaded_config(args.config)
@@ -280,19 +298,26 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
     from edgecam.detect.manifest import load_manifest
-    from edgecam.detect.store import check
+    from edgecam.detect.store import Status, check
+    from edgecam.ladder.select import installed_models, why_not_auto
 
     model_dir, manifest = _model_dir(args), load_manifest()
-    print(f"model directory: {model_dir}")
-    print(f"{'id':34} {'kind':8} {'status':18} licence")
+    installed = installed_models(model_dir, manifest)
+    print(f"model directory: {model_dir} (and edgecam's own models/)")
+    print(f"{'id':32} {'kind':8} {'status':18} {'mAP@.5':>6} {'cost':>5}  licence; ladder: auto")
     for file_id in manifest.ids():
-        kind = (
-            "edgetpu"
-            if file_id in manifest.models and manifest.models[file_id].edgetpu
-            else ("model" if file_id in manifest.models else manifest.assets[file_id].kind)
-        )
-        status = check(model_dir, manifest, file_id).status.value
-        print(f"{file_id:34} {kind:8} {status:18} {manifest.entry(file_id).licence}")
+        result = check(model_dir, manifest, file_id)
+        model = manifest.models.get(file_id)
+        kind = ("edgetpu" if model.edgetpu else "model") if model else manifest.assets[file_id].kind
+        accuracy = f"{model.accuracy.map50:.3f}" if model and model.accuracy else "-"
+        cost = f"{model.cost:g}" if model else "-"
+        status = result.status.value + (" (ships)" if manifest.entry(file_id).embedded else "")
+        auto = ""
+        if model is not None and result.status is Status.VERIFIED:
+            same_kind = [m for m in installed if manifest.models[m].edgetpu == model.edgetpu]
+            why = why_not_auto(file_id, same_kind, manifest)
+            auto = f"; skipped: {why}" if why else "; used"
+        print(f"{file_id:32} {kind:8} {status:18} {accuracy:>6} {cost:>5}  {manifest.entry(file_id).licence}{auto}")
     return 0
 
 
@@ -301,20 +326,25 @@ def _cmd_models_verify(args: argparse.Namespace) -> int:
     from edgecam.detect.store import Status, check
 
     model_dir, manifest = _model_dir(args), load_manifest()
-    mismatches = 0
-    for file_id in manifest.ids():
+    ids = args.ids or manifest.ids()
+    for file_id in ids:
+        manifest.entry(file_id)  # an unknown id fails before anything is printed
+    mismatches = missing = 0
+    for file_id in ids:
         result = check(model_dir, manifest, file_id)
         detail = f" ({result.detail})" if result.detail else ""
         print(f"{result.status.value:18} {file_id:34} {result.path}{detail}")
         mismatches += result.status is Status.MISMATCH
-    if mismatches:
+        missing += bool(args.ids) and result.status is Status.MISSING
+    if mismatches or missing:
         return _fail(
-            f"{mismatches} file(s) do not match the manifest; run `edgecam models fetch` to replace them"
+            f"{mismatches} file(s) do not match the manifest and {missing} asked for are missing; "
+            "run `edgecam models fetch` to replace them"
         )
     return 0
 
 
-DEFAULT_FETCH = ("ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco", "coco_labels", "sample_video")
+DEFAULT_FETCH = ("ssdlite_mobilenet_v2_a050_coco", "coco_labels", "sample_video")
 
 
 def _cmd_models_fetch(args: argparse.Namespace) -> int:
@@ -348,7 +378,7 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
 def _cmd_password_set(args: argparse.Namespace) -> int:
     import getpass
 
-    from edgecam.auth import generate_password, write_password_file
+    from edgecam.web.password import generate_password, write_password_file
 
     if args.generate:
         password = generate_password()
@@ -368,22 +398,36 @@ def _cmd_password_set(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from edgecam.doctor import run_doctor
+    from edgecam.app.doctor import run_doctor
 
     path = args.config or next((p for p in DEFAULT_CONFIG_PATHS if p.is_file()), None)
     return run_doctor(path, args.model_dir)
 
 
 def _cmd_bench_detector(args: argparse.Namespace) -> int:
-    from edgecam.benchmark import bench_detector, format_table
+    from edgecam.detect.bench import bench_detector, format_table
+    from edgecam.detect.manifest import load_manifest
+    from edgecam.detect.runtime import find_runtime
+    from edgecam.ladder.select import resolve_ladder
 
     model_dir = _model_dir(args)
-    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    if args.model:
+        models = [m.strip() for m in args.model.split(",") if m.strip()]
+    else:
+        models = resolve_ladder("auto", model_dir, load_manifest(), tpu_works=lambda: False)
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    runtime = find_runtime()
     results = bench_detector(models, threads, model_dir, args.video, frames=args.frames, warmup=args.warmup)
-    if not args.json:
+    report = {
+        "benchmark": "detector",
+        "runtime": {"name": runtime.name, "version": runtime.version},
+        "results": results,
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"runtime: {runtime.describe()}")
         print(format_table(results))
-    print(json.dumps({"benchmark": "detector", "results": results}, indent=None if args.json else 2))
     return 0
 
 

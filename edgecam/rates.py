@@ -11,12 +11,19 @@ import numpy as np
 
 
 class RateMeter:
-    """Events per second over the last ``window_s`` seconds."""
+    """Events per second over the last ``window_s`` seconds.
 
-    def __init__(self, window_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+    ``tick`` is all a stage pays per frame (an append to a bounded deque); the window is trimmed and the
+    rate computed only when someone reads ``rate`` (a status request, the HUD). ``max_events`` bounds the
+    memory: at rates above ``max_events / window_s`` the rate is measured over the newest events only.
+    """
+
+    def __init__(
+        self, window_s: float = 2.0, clock: Callable[[], float] = time.monotonic, max_events: int = 4096
+    ) -> None:
         self._window_s = window_s
         self._clock = clock
-        self._times: deque[float] = deque()
+        self._times: deque[float] = deque(maxlen=max_events)
         self._lock = threading.Lock()
         self.count = 0
 
@@ -25,7 +32,6 @@ class RateMeter:
         with self._lock:
             self._times.append(now)
             self.count += 1
-            self._trim(now)
 
     def _trim(self, now: float) -> None:
         while self._times and self._times[0] < now - self._window_s:
@@ -51,6 +57,11 @@ class LatencyWindow:
     def add(self, ms: float) -> None:
         with self._lock:
             self._values.append(ms)
+
+    def values(self) -> list[float]:
+        """The kept durations, oldest first (a copy)."""
+        with self._lock:
+            return list(self._values)
 
     def percentile(self, q: float) -> float:
         with self._lock:

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from edgecam.adapt import AdaptSettings, LadderController, Rung
+from edgecam.ladder.controller import AdaptSettings, LadderController, Rung
 
 SETTINGS = AdaptSettings(
     min_fps=5.0, down_after_s=3.0, up_after_s=15.0, up_margin=1.25, cooldown_s=10.0, window_s=1.0

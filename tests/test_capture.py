@@ -14,7 +14,7 @@ import pytest
 from edgecam.capture import CaptureThread, SourceError, SourceState, open_source
 from edgecam.capture.file import FileSource
 from edgecam.capture.picam import yuv420_to_bgr
-from edgecam.frames import LatestFrameSlot
+from edgecam.capture.slot import LatestFrameSlot
 from edgecam.vision import cv2
 
 

@@ -6,8 +6,8 @@ import os
 import threading
 import time
 
-from edgecam import cpuclock
-from edgecam.cpuclock import ThreadClock, contention
+from edgecam.ladder import cpuclock
+from edgecam.ladder.cpuclock import ThreadClock, contention
 
 from support import CpuHog
 

@@ -113,7 +113,10 @@ def test_agrees_with_manifest_records(detectors, media_dir, cv2, model, name, la
     found = [d for d in detectors[model].detect(image(media_dir, cv2, name)) if d.label == label]
     best = max(found, key=lambda d: iou(d.box, box))
     assert best.score == pytest.approx(score, abs=0.02)
-    assert np.allclose(best.box, box, atol=3)
+    # The records were taken with tflite_runtime 2.14; LiteRT's XNNPACK int8 kernels may land one
+    # quantization step of the box output away (≈ 4.7 px on cat.bmp for α0.5).
+    atol = 3 if find_runtime().name == "tflite_runtime" else 6
+    assert np.allclose(best.box, box, atol=atol)
 
 
 def test_letterbox_meets_pycoral_criterion(model_dir, media_dir, cv2):

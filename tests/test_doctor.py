@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecam.doctor import (
+from edgecam.app.doctor import (
     FAIL,
     OK,
     WARN,
@@ -157,7 +157,7 @@ def test_run_doctor_fails_on_a_bad_config_and_missing_models(tmp_path):
 
 
 def test_doctor_as_a_process_exit_code(tmp_path, model_dir):
-    code = "import sys; from pathlib import Path; from edgecam.doctor import run_doctor; sys.exit(run_doctor(Path(sys.argv[1]), Path(sys.argv[2])))"
+    code = "import sys; from pathlib import Path; from edgecam.app.doctor import run_doctor; sys.exit(run_doctor(Path(sys.argv[1]), Path(sys.argv[2])))"
     ok = subprocess.run(
         [sys.executable, "-c", code, str(REPO / "config.yaml"), str(model_dir)],
         capture_output=True,

@@ -120,7 +120,7 @@ def test_events_mqtt_discovery_metrics_snapshots_and_a_broker_outage(tmp_path, m
         back.wait(f"{base}/events", timeout=60)
         mqtt = app.status()["events"]["mqtt"]
         assert mqtt["connected"] and mqtt["connects"] == 2 and mqtt["dropped"] > 0
-        assert back.last(f"{base}/objects/person") is not None  # retained state republished
+        back.wait(f"{base}/objects/person", timeout=15)  # retained state republished (waited for, not polled)
 
         # -- a clean stop says offline
         app.stop()

@@ -12,9 +12,9 @@ import time
 import pytest
 import yaml
 
+from edgecam.app.pipeline import Overrides, Pipeline
 from edgecam.config import LoadedConfig, parse_config
 from edgecam.detect import Detector
-from edgecam.pipeline import Overrides, Pipeline
 
 from support import App, MjpegReader, get, wait_for
 
@@ -182,7 +182,7 @@ def test_a_hung_invoke_is_restarted_by_the_watchdog(tmp_path, model_dir, media_d
         tmp_path, model_dir, media_dir, {"detector": {"ladder": [A050]}, "service": {"watchdog_s": 2}}, wrap
     )
     try:
-        wait_for(lambda: pipeline.watchdog.restarts >= 1, 30, what="the watchdog to restart inference")
+        wait_for(lambda: pipeline.supervisor.restarts >= 1, 30, what="the watchdog to restart inference")
         frames = pipeline.status()["inference"]["frames"]
         wait_for(
             lambda: pipeline.status()["inference"]["frames"] > frames + 5, 30, what="frames after the restart"
@@ -205,10 +205,10 @@ def test_a_stage_that_cannot_recover_stops_the_service_pings(tmp_path, model_dir
     pipeline = in_process(
         tmp_path, model_dir, media_dir, {"detector": {"ladder": [A050]}, "service": {"watchdog_s": 2}}, wrap
     )
-    pipeline.watchdog.max_restarts = 2
+    pipeline.supervisor.max_restarts = 2
     try:
         wait_for(lambda: not pipeline.alive(), 60, what="the watchdog to give up")
-        assert pipeline.watchdog.restarts == 2
+        assert pipeline.supervisor.restarts == 2
         assert get(f"http://127.0.0.1:{pipeline.port}/healthz")[0] == 503
     finally:
         for f in faults:

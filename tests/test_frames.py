@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from edgecam.frames import Frame, LatestFrameSlot
+from edgecam.capture.slot import Frame, LatestFrameSlot
 
 
 def make(seq: int, w: int = 8, h: int = 6) -> Frame:

@@ -6,7 +6,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgecam.events.metrics import Metrics
+from edgecam.web.metrics import Metrics
 
 
 def status() -> dict:

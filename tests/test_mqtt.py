@@ -15,16 +15,16 @@ import numpy as np
 import paho.mqtt.client as paho
 import pytest
 
+from edgecam.capture.slot import Frame
+from edgecam.config.events import LineConfig, MqttConfig, ZoneConfig
 from edgecam.detect import Detection
 from edgecam.events.discovery import discovery_messages
 from edgecam.events.hub import EventHub
 from edgecam.events.model import Event
 from edgecam.events.mqtt import MqttPublisher
-from edgecam.events.settings import LineConfig, MqttConfig, ZoneConfig
 from edgecam.events.topics import Topics
 from edgecam.events.zones import ZoneCounter
-from edgecam.frames import Frame
-from edgecam.results import ModelInfo, OutputFrame
+from edgecam.infer.result import ModelInfo, OutputFrame
 from edgecam.track import Track, TrackEvent, TrackState
 
 from support import free_port, wait_for
@@ -320,8 +320,8 @@ def test_hub_sends_labelled_events_counts_and_a_snapshot(broker):
 def test_build_event_hub_reads_the_password_file_and_resolves_paths(tmp_path):
     from types import SimpleNamespace
 
+    from edgecam.config.events import SnapshotConfig
     from edgecam.events.hub import build_event_hub
-    from edgecam.events.settings import SnapshotConfig
 
     (tmp_path / "mqtt.secret").write_text("s3cret\n")
     config = SimpleNamespace(

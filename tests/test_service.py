@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from edgecam.service import ServiceNotifier, WatchdogThread, stage_stuck, status_line
+from edgecam.app.supervisor import Stage, Supervisor
+from edgecam.app.systemd import ServiceNotifier, status_line
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,32 +102,74 @@ def test_a_vanished_socket_does_not_raise(tmp_path):
 # ---- pure logic -----------------------------------------------------------------------------------------
 
 
-def test_stage_stuck():
-    beats = {"capture": 100.0, "inference": 70.0, "broadcaster": 99.0}
-    assert stage_stuck(beats, now=100.0, limit_s=30) == []
-    assert stage_stuck(beats, now=100.5, limit_s=30) == ["inference"]
-    assert stage_stuck(beats, now=140.0, limit_s=30) == ["capture", "inference", "broadcaster"]
-    assert stage_stuck({"capture": None}, now=1.0, limit_s=30) == ["capture"]
-    assert stage_stuck({}, now=1.0, limit_s=30) == []
+class Beat:
+    """A stage whose heartbeat the test sets, and whose restart works or fails as told."""
+
+    def __init__(self, now: list[float], restart_ok: bool = True) -> None:
+        self.now, self.beat, self.restart_ok, self.restarted = now, now[0], restart_ok, 0
+
+    def restart(self) -> None:
+        if not self.restart_ok:
+            raise RuntimeError("cannot reopen")
+        self.restarted += 1
+        self.beat = self.now[0]
 
 
-def test_watchdog_pings_only_while_every_stage_is_alive(notify_socket):
+def test_supervisor_restarts_a_stuck_stage_and_keeps_feeding_systemd(notify_socket):
     n = ServiceNotifier({"NOTIFY_SOCKET": notify_socket.env_value, "WATCHDOG_USEC": "2000000"})
     now = [1000.0]
-    beats = {"capture": 1000.0, "inference": 1000.0, "broadcaster": 1000.0}
-    w = WatchdogThread(n, lambda: beats, limit_s=30, clock=lambda: now[0])
-    assert w.check() and w.pings == 1
+    capture, inference = Beat(now), Beat(now)
+    stages = [Stage("capture", lambda: capture.beat, capture.restart),
+              Stage("inference", lambda: inference.beat, inference.restart)]  # fmt: skip
+    sup = Supervisor(stages, limit_s=30, clock=lambda: now[0])
+    sup.attach(n)
+    sup.tick()
+    assert sup.pings == 1
     now[0] = 1020.0
-    beats["capture"] = beats["broadcaster"] = 1019.0  # a reconnecting capture loop still beats
-    assert w.check() and w.pings == 2
-    now[0] = 1031.0  # inference stuck inside a call for 31 s
-    assert not w.check()
-    assert w.stuck == ["inference"] and w.pings == 2
-    beats["inference"] = 1031.0
-    assert w.check() and w.stuck == []
+    capture.beat = 1019.0  # a reconnecting capture loop still beats
+    sup.tick()
+    assert sup.pings == 2 and sup.restarts == 0
+    now[0] = 1031.0  # inference stuck inside a call for 31 s: restarted, and systemd still fed
+    sup.tick()
+    assert inference.restarted == 1 and sup.restarts == 1 and sup.healthy and sup.pings == 3
     msgs = notify_socket.receive(timeout=1)
     assert msgs.count("WATCHDOG=1") == 3
-    assert any(m.startswith("STATUS=stuck: inference") for m in msgs)
+    assert "WATCHDOG_USEC=30000000" in msgs  # systemd's limit follows service.watchdog_s
+
+
+def test_supervisor_gives_up_on_a_stage_it_cannot_restart_and_stops_the_pings(notify_socket):
+    n = ServiceNotifier({"NOTIFY_SOCKET": notify_socket.env_value, "WATCHDOG_USEC": "2000000"})
+    now = [1000.0]
+    camera = Beat(now, restart_ok=False)
+    sup = Supervisor([Stage("capture", lambda: camera.beat, camera.restart)], limit_s=10, clock=lambda: now[0])
+    sup.attach(n)
+    now[0] = 1011.0
+    sup.tick()
+    assert not sup.healthy and sup.pings == 0
+    msgs = notify_socket.receive(timeout=1)
+    assert "WATCHDOG=1" not in msgs
+    assert any(m.startswith("STATUS=stuck: capture") for m in msgs)
+
+
+def test_supervisor_gives_up_after_too_many_restarts():
+    now = [0.0]
+    stage = Beat(now)
+    sup = Supervisor([Stage("encoder", lambda: stage.beat, stage.restart)], limit_s=5, max_restarts=2,
+                     clock=lambda: now[0])  # fmt: skip
+    for _ in range(3):
+        now[0] += 6.0
+        stage.beat = now[0] - 6.0  # stuck again after each restart
+        sup.check()
+    assert sup.restarts == 2 and not sup.healthy
+
+
+def test_a_live_change_of_the_limit_is_told_to_systemd(notify_socket):
+    n = ServiceNotifier({"NOTIFY_SOCKET": notify_socket.env_value, "WATCHDOG_USEC": "30000000"})
+    sup = Supervisor([], limit_s=30)
+    sup.attach(n)
+    sup.limit_s = 90
+    msgs = notify_socket.receive(timeout=1)
+    assert msgs[-1] == "WATCHDOG_USEC=90000000"
 
 
 def test_status_line():
@@ -146,7 +189,8 @@ def test_status_line():
 FAKE_APP = textwrap.dedent(
     """
     import logging, sys, threading, time
-    from edgecam.service import run_service
+    from edgecam.app.supervisor import Stage as SupStage, Supervisor
+    from edgecam.app.systemd import run_service
     logging.basicConfig(level=logging.INFO, stream=sys.stdout)
 
     class Stage:
@@ -162,8 +206,16 @@ FAKE_APP = textwrap.dedent(
 
     class FakePipeline:
         def __init__(self):
-            self.capture, self.inference, self.broadcaster = Stage(), Stage(), Stage()
+            self.inference = Stage()
             self.reloads = 0
+
+            def cannot_restart():
+                raise RuntimeError("a hung invoke")
+
+            self.supervisor = Supervisor(
+                [SupStage("inference", lambda: self.inference.heartbeat, cannot_restart)], 1.0, interval_s=0.1
+            )
+            self.supervisor.start()
         def status(self):
             return {"source": {"state": "live", "fps": 15.0}, "inference": {"fps": 7.0},
                     "detector": {"model": "m", "device": "cpu"}, "stream": {"clients": 0}}
@@ -174,9 +226,10 @@ FAKE_APP = textwrap.dedent(
                 raise ValueError("config.yaml:3: detector.threshold: must be between 0 and 1")
             if self.reloads == 3:
                 self.inference.frozen = True  # a hung invoke from now on
+            return True
 
     stop = threading.Event()
-    run_service(FakePipeline(), stop, watchdog_s=1.0)
+    run_service(FakePipeline(), stop)
     print("clean exit", flush=True)
     """
 )
@@ -235,8 +288,8 @@ REAL_APP = textwrap.dedent(
     import json, logging, sys, threading
     from pathlib import Path
     from edgecam.config import load_config
-    from edgecam.pipeline import Overrides, Pipeline
-    from edgecam.service import run_service
+    from edgecam.app.pipeline import Overrides, Pipeline
+    from edgecam.app.systemd import run_service
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     loaded = load_config(Path(sys.argv[1]))
     pipeline = Pipeline(loaded, Overrides(port=0, bind="127.0.0.1"))
@@ -244,7 +297,7 @@ REAL_APP = textwrap.dedent(
     print(json.dumps({"port": pipeline.port}), flush=True)
     stop = threading.Event()
     try:
-        run_service(pipeline, stop, watchdog_s=30)
+        run_service(pipeline, stop)
     finally:
         pipeline.stop()
     """

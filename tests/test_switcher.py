@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecam.adapt import AdaptSettings
 from edgecam.detect import Detector, load_detector
 from edgecam.detect.manifest import Manifest, load_manifest
-from edgecam.switcher import ModelSwitcher, ladder_with_twins
+from edgecam.ladder.controller import AdaptSettings
+from edgecam.ladder.select import ladder_with_twins
+from edgecam.ladder.switcher import ModelSwitcher
 
 TPU, TWIN, SMALL = "ssd_mobilenet_v2_coco_edgetpu", "ssd_mobilenet_v2_coco", "ssdlite_mobilenet_v2_a050_coco"
 SEGMENT = "ssd_mobilenet_v2_coco_quant_postprocess_segment_0_of_2_edgetpu.tflite"
@@ -79,6 +80,7 @@ def test_invoke_failure_on_the_tpu_moves_to_the_cpu_twin_at_once(model_dir, medi
 
     clock = Clock()
     switcher = ModelSwitcher([TPU, TWIN], load, load_manifest(), AdaptSettings(cooldown_s=60), clock)
+    switcher.start()
     assert switcher.current().model_id == TPU
     switcher.current().unplug_after(3)
     for _ in range(4):  # three good frames, then the stick is pulled
@@ -119,6 +121,7 @@ def test_a_tpu_that_fails_to_load_is_skipped_and_retried_with_backoff(tmp_path, 
     clock = Clock()
     settings = AdaptSettings(min_fps=1.0, up_after_s=5.0, cooldown_s=1.0)
     switcher = ModelSwitcher([TPU, SMALL], load, manifest, settings, clock)
+    switcher.start()
     assert switcher.current().model_id == SMALL  # no Edge TPU here: the first rung that loads runs
     tpu = switcher.controller.rungs[0]
     assert tpu.available_from > clock.now and attempts == [TPU, SMALL]

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from edgecam.config import ConfigError
+from edgecam.config.events import LineConfig, ZoneConfig
 from edgecam.events.model import Event
-from edgecam.events.settings import LineConfig, ZoneConfig
 from edgecam.events.zones import ZoneCounter, inside, reference_point, side
+from edgecam.render.areas import draw_areas
 from edgecam.track import Track, TrackState
 
 W, H = 1000, 500
@@ -148,11 +149,13 @@ def test_draw_puts_zones_and_lines_on_the_frame():
     counter = ZoneCounter([ZONE], [LINE])
     walk(counter, [(0.3, 0.5), (0.5, 0.5)])
     image = np.zeros((H, W, 3), np.uint8)
-    counter.draw(image)
+    draw_areas(image, [ZONE], [LINE], counter.status())
     assert image[int(0.4 * H), int(0.5 * W)].any()  # the zone's top edge
     assert image[int(0.5 * H), int(0.8 * W)].any()  # the line
     assert not image[int(0.5 * H), int(0.2 * W)].any()
-    ZoneCounter().draw(image)  # nothing configured: nothing to do
+    blank = np.zeros((H, W, 3), np.uint8)
+    draw_areas(blank, [], [], ZoneCounter().status())  # nothing configured: nothing to do
+    assert not blank.any()
 
 
 def _parse(text: str):
@@ -160,7 +163,7 @@ def _parse(text: str):
     from pydantic import create_model
 
     import edgecam.config as c
-    from edgecam.events.settings import Lines, MqttConfig, SnapshotConfig, Zones
+    from edgecam.config.events import Lines, MqttConfig, SnapshotConfig, Zones
 
     config = c.Config
     if "zones" not in config.model_fields:

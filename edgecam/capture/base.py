@@ -37,6 +37,9 @@ class CaptureSource(ABC):
     paced: bool = True
     #: The source's own frame rate if known (a file's CAP_PROP_FPS, the camera's configured rate).
     nominal_fps: float | None = None
+    #: False when the device cannot be opened a second time in this process (libcamera allows one owner):
+    #: the supervisor then leaves a stuck capture to systemd instead of reopening it.
+    reopenable: bool = True
 
     @abstractmethod
     def open(self) -> None: ...

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
+import time
 
 import numpy as np
 
 from edgecam.vision import cv2
 
 from .base import CaptureSource, SourceError, as_frame
+from .redact import redact_url, scrub
 
 __all__ = ["NetworkSource", "redact_url"]
 
 log = logging.getLogger(__name__)
-
-_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
-
-
-def redact_url(url: str) -> str:
-    """The URL without ``user:password@`` (for names, logs and the status page)."""
-    return _USERINFO.sub(r"\1", url)
 
 
 class NetworkSource(CaptureSource):
@@ -48,11 +42,21 @@ class NetworkSource(CaptureSource):
             os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
         ms = max(1, int(self.timeout_s * 1000))
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
-        cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+        started = time.monotonic()
+        try:
+            cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+        except cv2.error as exc:  # never let the URL (and its password) out in an OpenCV message
+            raise SourceError(f"cannot open {self.name}: {scrub(str(exc), self.url)}") from None
         if not cap.isOpened():
             cap.release()
+            took = time.monotonic() - started
+            if took < 0.8 * self.timeout_s:  # an instant refusal is not a timeout: say which it was
+                raise SourceError(
+                    f"cannot open {self.name}: refused or failed after {took:.1f} s "
+                    "(is the camera on, the URL and credentials right?)"
+                )
             raise SourceError(
-                f"cannot open {self.name} within {self.timeout_s:g} s "
+                f"cannot open {self.name}: no answer within {self.timeout_s:g} s "
                 "(is the camera reachable, the URL and credentials right?)"
             )
         self._cap = cap

@@ -77,6 +77,7 @@ class Picamera2Source(CaptureSource):
     which is cropped after conversion. lores may not be larger than main."""
 
     paced = True
+    reopenable = False
 
     def __init__(
         self, *, width: int, height: int, fps: float, lores_size: tuple[int, int] | None = None

@@ -19,13 +19,22 @@ log = logging.getLogger(__name__)
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
 
-def resolve_auto() -> str:
-    """What ``auto`` means on this machine: "picamera2" if picamera2 imports and sees a camera, else the
-    first USB /dev/videoN, else "testpattern"."""
+AUTO_ORDER = (
+    "the Pi camera (picamera2), else the first USB camera (/dev/videoN), else the sample video, "
+    "else a test pattern"
+)
+
+
+def resolve_auto(sample_video: str | os.PathLike[str] | None = None) -> str:
+    """What ``auto`` means on this machine (``AUTO_ORDER`` says it in words for the docs, the installer
+    and ``edgecam doctor``): "picamera2" if picamera2 imports and sees a camera, else the first USB
+    /dev/videoN, else ``sample_video`` when given, else "testpattern"."""
     if picamera2_available():
         return "picamera2"
     device = find_usb_camera()
-    return device if device is not None else "testpattern"
+    if device is not None:
+        return device
+    return str(sample_video) if sample_video is not None else "testpattern"
 
 
 def open_source(

@@ -9,7 +9,8 @@ from collections import deque
 
 import numpy as np
 
-from edgecam.frames import Frame, LatestFrameSlot
+from edgecam.capture.motion import MotionDetector, MotionSettings
+from edgecam.capture.slot import Frame, LatestFrameSlot
 
 from .base import CaptureSource, SourceError, SourceState
 
@@ -35,6 +36,9 @@ class CaptureThread(threading.Thread):
     by a frame). ``state`` also reads ``lost`` when no frame came for ``stall_s`` while a read is still
     blocked inside the source; network sources bound their reads with a timeout so the thread then
     reconnects by itself.
+
+    With a ``motion`` detector, each frame is judged on a small grey copy (of the lores frame if the source
+    gives one) before it is put, so the inference stage can skip the detector while nothing moves.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class CaptureThread(threading.Thread):
         realtime: bool = True,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
+        motion: MotionDetector | None = None,
     ) -> None:
         super().__init__(name=f"capture {source.name}", daemon=True)
         self.source = source
@@ -70,6 +75,12 @@ class CaptureThread(threading.Thread):
         self._heartbeat = self._progress
         self._frames_this_round = 0
         self._down_since: float | None = None  # start of the current outage, for the "live again" log
+        self.motion = motion
+        self.motion_enabled = motion is not None and motion.settings.enabled
+        self.moving = False  # the newest frame's verdict (False while motion detection is off)
+        self.motion_frames = 0  # frames judged moving
+        self.last_motion_time: float | None = None  # monotonic time of the newest moving frame
+        self.motion_area = 0.0
 
     # -- status (read from any thread) -----------------------------------------------------------
 
@@ -116,6 +127,14 @@ class CaptureThread(threading.Thread):
     def heartbeat(self) -> float:
         """Monotonic time the loop last went round (also ticks while sleeping in backoff)."""
         return self._heartbeat
+
+    def set_motion(self, settings: MotionSettings) -> None:
+        """Config reload: new motion settings apply from the next frame (off: frames carry no verdict)."""
+        if self.motion is None:
+            self.motion = MotionDetector(settings)
+        else:
+            self.motion.settings = settings
+        self.motion_enabled = settings.enabled
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -192,6 +211,8 @@ class CaptureThread(threading.Thread):
     def _run_once(self) -> str | None:
         """Open the source and deliver frames until a failure (returned as a reason) or stop (None)."""
         self._frames_this_round = 0
+        if self.motion is not None:
+            self.motion.reset()  # a reconnected camera may look different: learn its background again
         try:
             self.source.open()
         except SourceError as exc:
@@ -231,7 +252,14 @@ class CaptureThread(threading.Thread):
                 return None
             self._sequence += 1
             now = time.monotonic()
-            slot.put(Frame(image=image, timestamp=now, sequence=self._sequence, lores=lores))
+            motion = None
+            if self.motion_enabled and self.motion is not None:
+                motion = self.motion.update(lores if lores is not None else image)
+                self.moving, self.motion_area = motion.moving, motion.area
+                if motion.moving:
+                    self.motion_frames += 1
+                    self.last_motion_time = now
+            slot.put(Frame(image, now, self._sequence, lores, motion))
             self._frames_this_round += 1
             self._frames += 1
             with self._lock:

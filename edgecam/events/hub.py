@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgecam.config.events import LineConfig, MqttConfig, SnapshotConfig, ZoneConfig
 from edgecam.events.discovery import discovery_messages
 from edgecam.events.model import Event
 from edgecam.events.mqtt import MqttPublisher
-from edgecam.events.settings import LineConfig, MqttConfig, SnapshotConfig, ZoneConfig
 from edgecam.events.snapshots import SnapshotStore, snapshot_name
 from edgecam.events.zones import ZoneCounter
-from edgecam.results import OutputFrame
+from edgecam.infer.result import OutputFrame
 from edgecam.track import TrackEvent
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class EventHub:
         log_track_events: bool = False,
     ) -> None:
         """``label_of`` names a class id (TrackEvents carry ids only); ``encode`` makes an output frame's
-        annotated JPEG (JpegBroadcaster.encode: once per frame, shared with the stream); ``classes`` are
+        annotated JPEG (JpegEncoder.encode: once per frame, shared with the stream); ``classes`` are
         published with a count of 0 from the start, so their MQTT state topics exist before any sighting.
         With ``mqtt.snapshots_on_new_track``, a new track's frame is also published as a JPEG."""
         self.camera = camera

@@ -17,18 +17,21 @@ callbacks below accept both signatures.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edgecam.config.events import MqttConfig
 from edgecam.events.model import Event
-from edgecam.events.settings import MqttConfig
 from edgecam.events.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,29 @@ def _make_client(client_id: str) -> mqtt.Client:
     if _PAHO_2:
         return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     return mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv311)  # pragma: no cover - paho 1.x
+
+
+def machine_suffix() -> str:
+    """Eight hex digits that differ between machines and stay across restarts (from /etc/machine-id), so
+    two boxes with the same host name (every Pi is `raspberrypi`) do not share an MQTT client id."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            ident = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if ident:
+            return hashlib.sha256(f"edgecam:{ident}".encode()).hexdigest()[:8]
+    return f"{uuid.getnode():012x}"[-8:]  # a MAC address, else random (then new each start)
+
+
+def client_id_for(settings: MqttConfig) -> str:
+    """The configured client id as is; the default one gets a per-machine suffix."""
+    if "client_id" in settings.model_fields_set:
+        return settings.client_id
+    return f"{settings.client_id}-{machine_suffix()}"
+
+
+KICKED_WITHIN_S = 5.0  # a connection the broker closes this soon, again and again, was taken over
 
 
 def _failed(reason: Any) -> bool:
@@ -75,7 +101,11 @@ class MqttPublisher:
         self.connects = 0
         self.last_error: str | None = None
 
-        client = _make_client(settings.client_id)
+        self.client_id = client_id_for(settings)
+        self._connected_at = 0.0
+        self._quick_drops = 0
+        self.takeovers = 0
+        client = _make_client(self.client_id)
         client.will_set(self.topics.availability, b"offline", qos=1, retain=True)
         client.reconnect_delay_set(1, 30)
         client.max_queued_messages_set(settings.queue_size)
@@ -95,7 +125,7 @@ class MqttPublisher:
         self._worker.start()
         self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         self._client.loop_start()
-        log.info("MQTT: connecting to %s:%d as %s", s.host, s.port, s.client_id)
+        log.info("MQTT: connecting to %s:%d as %s", s.host, s.port, self.client_id)
 
     def publish_event(self, event: Event) -> None:
         self.publish_raw(event.to_json(self.topics.camera).encode())
@@ -150,6 +180,7 @@ class MqttPublisher:
             "dropped": self.dropped,
             "published": self.published,
             "connects": self.connects,
+            "client_id": self.client_id,
             "last_error": self.last_error,
         }
 
@@ -185,6 +216,7 @@ class MqttPublisher:
             return
         with self._cond:
             self._connected = True
+            self._connected_at = time.monotonic()
             self.connects += 1
             self._outage_logged = False
             # Everything retained again: the broker may have restarted without its retained messages.
@@ -199,14 +231,26 @@ class MqttPublisher:
         reason = args[1] if len(args) >= 2 else args[0] if args else None
         with self._cond:
             was_connected, self._connected = self._connected, False
-        if was_connected and not self._stopping:
-            self.last_error = f"disconnected: {reason}"
-            log.warning(
-                "MQTT: connection to %s:%d lost (%s); reconnecting",
-                self.settings.host,
-                self.settings.port,
-                reason,
+        if not was_connected or self._stopping:
+            return
+        self.last_error = f"disconnected: {reason}"
+        quick = time.monotonic() - self._connected_at < KICKED_WITHIN_S
+        self._quick_drops = self._quick_drops + 1 if quick else 0
+        if self._quick_drops >= 2:  # dropped right after connecting, again: another client took the id
+            self.takeovers += 1
+            self.last_error = (
+                f"the broker keeps closing the connection right after it opens: another client probably "
+                f"uses the client id '{self.client_id}'; give each box its own mqtt.client_id"
             )
+            if self._quick_drops == 2 or self._quick_drops % 100 == 0:
+                log.warning("MQTT: %s (%d times so far)", self.last_error, self._quick_drops)
+            return
+        log.warning(
+            "MQTT: connection to %s:%d lost (%s); reconnecting",
+            self.settings.host,
+            self.settings.port,
+            reason,
+        )
 
     # ---- worker thread ----------------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgecam.events.settings import slug
+from edgecam.config.events import slug
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,28 @@ def snapshot_name(epoch_s: float, label: str, track_id: int) -> str:
     return f"{stamp}Z_{slug(label)}_{track_id}.jpg"
 
 
+STATE_DIR = Path("/var/lib/edgecam")
+
+
+def usable_dir(directory: Path) -> Path:
+    """Where snapshots go: ``directory``, unless it lies under /etc (a relative ``snapshots.dir`` next to
+    /etc/edgecam/config.yaml), which the service cannot write: then the service's state directory
+    ($STATE_DIRECTORY from systemd, else /var/lib/edgecam) gets a folder of the same name. Logged."""
+    directory = Path(directory)
+    if not directory.is_absolute() or directory.parts[:2] != ("/", "etc"):
+        return directory
+    state = Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or STATE_DIR)
+    moved = state / directory.name
+    log.info(
+        "snapshots: %s is under /etc, which the service cannot write; using %s (set snapshots.dir to choose)",
+        directory, moved,
+    )  # fmt: skip
+    return moved
+
+
 class SnapshotStore:
     def __init__(self, directory: Path, max_files: int, max_bytes: int, queue_size: int = 8) -> None:
-        self.directory = Path(directory)
+        self.directory = usable_dir(Path(directory))
         self.max_files = max_files
         self.max_bytes = max_bytes
         self.queue_size = queue_size
@@ -89,6 +108,13 @@ class SnapshotStore:
     # ---- worker -----------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:  # count what earlier runs left, so the status is right before the first new snapshot
+            self._scan()
+        except OSError as exc:
+            reason = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            self._problem(
+                reason, f"cannot write snapshots to {self.directory}: {exc.strerror or exc}", count=False
+            )
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._stopping or self._pending)
@@ -112,14 +138,7 @@ class SnapshotStore:
                 (self.directory / old).unlink(missing_ok=True)
                 self._bytes -= size
             path = self._unique(name)
-            tmp = path.with_name(f".{path.name}.tmp")
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(jpeg)
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            self._write_making_room(path, jpeg, files)
         except OSError as exc:
             reason = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
             self._problem(reason, f"cannot write snapshots to {self.directory}: {exc.strerror or exc}")
@@ -132,6 +151,33 @@ class SnapshotStore:
             log.info("snapshots: writing to %s works again", self.directory)
             self._problems.clear()
         return path
+
+    def _write_making_room(self, path: Path, jpeg: bytes, files: deque[tuple[str, int]]) -> None:
+        """Write atomically; on a full disk, delete our own oldest snapshots and try again (a folder of
+        snapshots that filled the disk must not stop new ones for good)."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        while True:
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(jpeg)
+                os.replace(tmp, path)
+                return
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                if exc.errno != errno.ENOSPC or len(files) <= 1:
+                    raise
+                freed = 0
+                while files and (freed < 2 * len(jpeg) or not freed):
+                    old, size = files.popleft()
+                    (self.directory / old).unlink(missing_ok=True)
+                    self._bytes -= size
+                    freed += size
+                log.info(
+                    "snapshots: the disk is full; deleted the oldest snapshots (%d bytes) to go on", freed
+                )
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
 
     def _scan(self) -> deque[tuple[str, int]]:
         if self._files is None:
@@ -154,8 +200,8 @@ class SnapshotStore:
             n += 1
         return path
 
-    def _problem(self, key: Any, message: str) -> None:
-        self.errors += 1
+    def _problem(self, key: Any, message: str, count: bool = True) -> None:
+        self.errors += count
         self.last_error = message
         if key not in self._problems:
             self._problems.add(key)

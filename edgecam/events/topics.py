@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgecam.events.settings import slug
+from edgecam.config.events import slug
 
 
 @dataclass(frozen=True)

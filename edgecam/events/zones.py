@@ -21,17 +21,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from edgecam.config.events import LineConfig, ZoneConfig
 from edgecam.events.model import Direction, Event
-from edgecam.events.settings import LineConfig, ZoneConfig
 from edgecam.track import Track
-from edgecam.vision import cv2
 
 Point = tuple[float, float]
 DIRECTIONS: tuple[Direction, Direction] = ("in", "out")
-_ZONE_COLOUR = (0, 215, 255)  # BGR amber
-_LINE_COLOUR = (255, 0, 255)  # magenta
 
 
 def reference_point(box: Sequence[float], frame_size: tuple[int, int]) -> Point:
@@ -86,8 +81,9 @@ class _Line:
 
 
 class ZoneCounter:
-    """Pure logic, no threads: ``update`` once per frame from the inference thread; ``status`` and
-    ``draw`` may be called from other threads (they read an immutable snapshot)."""
+    """Pure logic, no threads, no drawing (``edgecam.render.areas`` draws zones and lines from ``status``):
+    ``update`` once per frame from the inference thread; ``status`` may be called from other threads (it
+    reads an immutable snapshot)."""
 
     def __init__(self, zones: Iterable[ZoneConfig] = (), lines: Iterable[LineConfig] = ()) -> None:
         self._zones = [_Zone(z, [tuple(p) for p in z.points]) for z in zones]  # type: ignore[misc]
@@ -186,52 +182,3 @@ class ZoneCounter:
         """``{"zones": [{name, occupancy, classes: {label: n}}], "lines": [{name, in, out, total,
         classes: {label: {in, out}}}]}``; line counts are since the start."""
         return self._snapshot
-
-    # ---- drawing --------------------------------------------------------------------------------------------
-
-    def draw(self, image: np.ndarray) -> None:
-        """Zone outlines with name and occupancy, lines with name, counts and an arrow to the ``in`` side."""
-        if self.empty:
-            return
-        h, w = image.shape[:2]
-        scale = max(0.4, h / 720)
-        thickness = max(1, round(2 * scale))
-        snapshot = self._snapshot
-        for zone, state in zip(self._zones, snapshot["zones"], strict=True):
-            pts = np.array([(x * w, y * h) for x, y in zone.polygon], np.int32)
-            cv2.polylines(image, [pts], True, _ZONE_COLOUR, thickness, cv2.LINE_AA)
-            top = pts[np.argmin(pts[:, 1])]
-            _label(
-                image,
-                f"{state['name']}: {state['occupancy']}",
-                (int(top[0]), int(top[1])),
-                _ZONE_COLOUR,
-                scale,
-            )
-        for line, state in zip(self._lines, snapshot["lines"], strict=True):
-            a = np.array([line.a[0] * w, line.a[1] * h])
-            b = np.array([line.b[0] * w, line.b[1] * h])
-            cv2.line(image, _px(a), _px(b), _LINE_COLOUR, thickness, cv2.LINE_AA)
-            mid = (a + b) / 2
-            normal = np.array([-(b[1] - a[1]), b[0] - a[0]])
-            normal /= max(1e-9, float(np.hypot(*normal)))
-            tip = mid + normal * 30 * scale
-            cv2.arrowedLine(image, _px(mid), _px(tip), _LINE_COLOUR, thickness, cv2.LINE_AA, tipLength=0.35)
-            text = f"{state['name']}: in {state['in']} out {state['out']}"
-            _label(image, text, _px(mid - normal * 8 * scale), _LINE_COLOUR, scale)
-
-
-def _px(p: np.ndarray) -> tuple[int, int]:
-    return round(float(p[0])), round(float(p[1]))
-
-
-def _label(
-    image: np.ndarray, text: str, at: tuple[int, int], colour: tuple[int, int, int], scale: float
-) -> None:
-    font, font_scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, max(1, round(scale))
-    (tw, th), base = cv2.getTextSize(text, font, font_scale, thickness)
-    h, w = image.shape[:2]
-    x = min(max(0, at[0]), max(0, w - tw - 4))
-    y = min(max(th + base + 2, at[1] - 4), h - 2)
-    cv2.rectangle(image, (x, y - th - base - 2), (x + tw + 4, y + 2), colour, cv2.FILLED)
-    cv2.putText(image, text, (x + 2, y - base), font, font_scale, (0, 0, 0), thickness, cv2.LINE_AA)

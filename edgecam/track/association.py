@@ -21,15 +21,45 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-9)
 
 
-def assign(score: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
+def assign(
+    score: np.ndarray, min_score: float, gate: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Maximum-total-score matching; pairs below min_score are never matched.
 
+    With `gate` (same shape, e.g. the IoU when `score` is IoU plus a motion term), pairs are admitted by
+    gate >= min_score instead, and every admitted pair must have a positive score.
     Returns (rows, cols) of accepted pairs.
     """
     empty = np.empty(0, dtype=np.intp)
     if score.size == 0:
         return empty, empty
-    gated = np.where(score >= min_score, score, 0.0)
-    rows, cols = linear_sum_assignment(gated, maximize=True)
-    keep = score[rows, cols] >= min_score
+    ok = (score if gate is None else gate) >= min_score
+    rows, cols = linear_sum_assignment(np.where(ok, score, 0.0), maximize=True)
+    keep = ok[rows, cols]
     return rows[keep], cols[keep]
+
+
+def direction_cost(
+    direction: np.ndarray,
+    confidence: np.ndarray,
+    origin: np.ndarray,
+    centres: np.ndarray,
+    noise: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """OC-SORT's direction consistency, (N, M) in [-0.5, 0.5].
+
+    For track i moving along the unit vector direction[i] (measured between its observations k frames
+    apart) and detection j, the cost is (pi/2 - angle) / pi, where angle is between direction[i] and the
+    vector from the track's observation k frames back (origin[i]) to the detection centre (centres[j]):
+    +0.5 straight ahead, -0.5 straight back. It is scaled by the track's confidence[i] in its direction
+    (0 for tracks without one) and by d / (d + noise[i]), d the distance from origin[i] to centres[j], so a
+    detection within the noise of the track's position has no say on direction.
+    """
+    dx = centres[None, :, 0] - origin[:, None, 0]
+    dy = centres[None, :, 1] - origin[:, None, 1]
+    dist = np.sqrt(dx * dx + dy * dy)
+    cos = (direction[:, None, 0] * dx + direction[:, None, 1] * dy) / (dist + 1e-6)
+    np.clip(cos, -1.0, 1.0, out=cos)
+    cost = (0.5 * np.pi - np.arccos(cos)) / np.pi
+    cost *= confidence[:, None] * (dist / (dist + np.reshape(noise, (-1, 1)) + 1e-6))
+    return cost

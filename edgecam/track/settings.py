@@ -20,6 +20,9 @@ class TrackerSettings:
     """Minimum IoU between a predicted track box and a confident detection to associate them."""
     low_match_iou: float = 0.5
     """Minimum IoU for the low-score second stage (stricter: low scores are often false positives)."""
+    recovery_iou: float = 0.5
+    """Minimum IoU between a confident detection left over and the last observed box of an unmatched track
+    to recover it (OC-SORT's observation-centric recovery; stricter: that box may be seconds old)."""
     min_hits: int = 2
     """Frames with a matched detection needed before a tentative track is confirmed (and reported)."""
     max_age_s: float = 2.0
@@ -30,6 +33,11 @@ class TrackerSettings:
     """Seconds an unmatched confirmed track is still reported at its predicted box before it turns lost."""
     class_aware: bool = True
     """If true, a detection only continues a track of the same class."""
+    direction_weight: float = 0.2
+    """Weight of OC-SORT's direction-consistency term added to the IoU when matching confident detections
+    (0 = off): a detection ahead of a track's motion is preferred over one behind it."""
+    direction_lag_s: float = 0.1
+    """Seconds between the two observations a track's direction of motion is measured from (1 to 8 frames)."""
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, rule: str) -> None:
@@ -49,12 +57,14 @@ class TrackerSettings:
         for name in ("high_score", "low_score", "new_track_score"):
             check(name, 0.0 <= getattr(self, name) <= 1.0, "in [0, 1]")
         check("low_score", self.low_score <= self.high_score, f"<= high_score ({self.high_score})")
-        for name in ("match_iou", "low_match_iou"):
+        for name in ("match_iou", "low_match_iou", "recovery_iou"):
             check(name, 0.0 < getattr(self, name) <= 1.0, "in (0, 1]")
         check("min_hits", self.min_hits >= 1, ">= 1")
         check("max_age_s", self.max_age_s > 0, "> 0")
         check("max_age_frames", self.max_age_frames >= 0, ">= 0")
         check("coast_s", self.coast_s >= 0, ">= 0")
+        check("direction_weight", 0 <= self.direction_weight <= 1, "in [0, 1]")
+        check("direction_lag_s", self.direction_lag_s > 0, "> 0")
 
 
 def validate_frame_rate(frame_rate: float) -> float:

@@ -1,7 +1,9 @@
 """Kalman-filtered multi-object tracker with ByteTrack-style two-stage association.
 
-Per frame: predict every track; match confident detections to confirmed and lost tracks by IoU with the
-predicted boxes; match low-score detections to the remaining recently seen confirmed tracks (ByteTrack);
+Per frame: optionally move every track by the camera motion the caller measured (BoT-SORT's camera-motion
+compensation); predict every track; match confident detections to confirmed and lost tracks by IoU with the
+predicted boxes plus OC-SORT's direction-consistency term (does the detection lie in the direction the track
+has been moving, measured between observations `direction_lag_s` apart?); match low-score detections to the remaining recently seen confirmed tracks (ByteTrack);
 match confident detections still left to the last observed box of unmatched tracks (OC-SORT's
 observation-centric recovery); match the rest to tentative tracks; start tentative tracks from what
 remains. A track matched again after missed frames has its filter re-run along a straight line between
@@ -17,11 +19,15 @@ from __future__ import annotations
 import numpy as np
 
 from . import kalman
-from .association import assign, iou_matrix
+from .association import assign, direction_cost, iou_matrix
 from .settings import TrackerSettings, validate_frame_rate
 from .types import Track, TrackEvent, TrackState
 
 _EPS_T = 1e-6
+# Typical displacement of a box centre between two detections of a still object, in box heights: two
+# independent measurement errors of STD_MEAS each. Directions over shorter distances are mostly noise, so
+# the direction term fades out there (for the track's own direction and towards a detection alike).
+DIRECTION_NOISE = float(np.sqrt(2.0) * kalman.STD_MEAS)
 TENTATIVE, CONFIRMED, LOST = 0.0, 1.0, 2.0
 
 # Columns of the track array.
@@ -31,7 +37,11 @@ FILTER = slice(0, 20)  # MEAN and COV
 SAVED = slice(20, 40)  # MEAN and COV right after the last match (start of the re-update)
 OBS = slice(40, 44)  # last matched detection, cx cy w h
 CLS, STATE, ID, SCORE, HITS, FIRST_FRAME, LAST_FRAME, FIRST_SEEN, LAST_SEEN = range(44, 53)
-N_COLS = 53
+DIR = slice(53, 55)  # unit direction of motion between observations direction_lag_s apart
+DIR_CONF = 55  # confidence in DIR, 0 (unknown, or no motion beyond noise) to 1, see DIRECTION_NOISE
+HIST_LEN = 8  # ring of recent observation centres: slot frame % HIST_LEN holds (frame, cx, cy)
+HIST = slice(56, 56 + 3 * HIST_LEN)
+N_COLS = 56 + 3 * HIST_LEN
 
 
 def _match(
@@ -49,7 +59,6 @@ class Tracker:
 
     def __init__(self, frame_rate: float = 30.0, settings: TrackerSettings | None = None) -> None:
         self.frame_rate = validate_frame_rate(frame_rate)
-        self.settings = settings or TrackerSettings()
         # The filter steps one frame at a time, and its noise levels are tuned per frame at 30 fps. A frame
         # at a lower rate spans k = 30 / frame_rate such frames: position noise scales with the elapsed
         # time (k) and the change of a per-frame velocity with time squared (k^2).
@@ -57,7 +66,18 @@ class Tracker:
         self._std_pos = kalman.STD_POS * k
         self._std_vel = kalman.STD_VEL * k * k
         self._next_id = 1
+        self.settings = settings or TrackerSettings()
         self.reset()
+
+    @property
+    def settings(self) -> TrackerSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: TrackerSettings) -> None:
+        """Settings may be swapped between frames (config reload); derived values follow."""
+        self._settings = settings
+        self._lag = min(max(round(settings.direction_lag_s * self.frame_rate), 1), HIST_LEN)
 
     def reset(self) -> None:
         """Forget all tracks (ids keep counting up, so they are never reused)."""
@@ -83,8 +103,16 @@ class Tracker:
         scores: np.ndarray,
         classes: np.ndarray | None = None,
         timestamp: float | None = None,
+        *,
+        camera_motion: np.ndarray | None = None,
     ) -> list[Track]:
-        """Feed one frame of detections; return confirmed tracks that were matched or are coasting."""
+        """Feed one frame of detections; return confirmed tracks that were matched or are coasting.
+
+        `camera_motion`, optional: the 2x3 affine matrix that maps pixel coordinates of the previous frame
+        to this one (what e.g. OpenCV's estimateAffinePartial2D gives on two small grey frames). Tracks are
+        moved by it before prediction, so a panning camera does not look like every object moving. Leave it
+        out for a fixed camera.
+        """
         s = self.settings
         boxes = np.asarray(boxes_xyxy, dtype=float).reshape(-1, 4)
         scores = np.asarray(scores, dtype=float).reshape(-1)
@@ -103,6 +131,8 @@ class Tracker:
         self._frame += 1
         now, dt = self._advance_time(timestamp)
         if len(self):
+            if camera_motion is not None:
+                self._warp(camera_motion)
             self._predict(dt)
         t = self._t
 
@@ -118,9 +148,20 @@ class Tracker:
         match_t: list[np.ndarray] = []
         match_d: list[np.ndarray] = []
         matched = np.zeros(len(self), dtype=bool)
-        # Stage 1: confident detections against confirmed and lost tracks.
+        origin = self._origins()
+        # Stage 1: confident detections against confirmed and lost tracks, by IoU plus direction consistency.
         t_idx = np.flatnonzero(state != TENTATIVE)
-        rows, cols = _match(sim, t_idx, hi_idx, s.match_iou)
+        if s.direction_weight > 0 and t_idx.size and hi_idx.size:
+            iou = sim[np.ix_(t_idx, hi_idx)]
+            centres = (boxes[hi_idx, 0:2] + boxes[hi_idx, 2:4]) * 0.5
+            cost = direction_cost(
+                t[t_idx, DIR], t[t_idx, DIR_CONF], origin[t_idx], centres, DIRECTION_NOISE * t[t_idx, 3]
+            )
+            # The term lies in [-w/2, w/2]; shifting it by w/2 keeps every admitted pair's score positive.
+            score = iou + s.direction_weight * (cost * scores[None, hi_idx] + 0.5)
+            rows, cols = assign(score, s.match_iou, gate=iou)
+        else:
+            rows, cols = _match(sim, t_idx, hi_idx, s.match_iou)
         match_t.append(t_idx[rows])
         match_d.append(hi_idx[cols])
         hi_left = np.delete(hi_idx, cols)
@@ -133,13 +174,14 @@ class Tracker:
         matched[t_idx[rows]] = True
         if hi_left.size:
             # Stage 2b (OC-SORT's observation-centric recovery): confident detections left over against
-            # the last observed box of unmatched tracks, for objects whose predicted motion went astray.
+            # the last observed box of unmatched tracks, for objects whose predicted motion went astray. That
+            # box may be stale (up to max_age_s), so it takes a stricter overlap than the prediction.
             t_idx = np.flatnonzero((state != TENTATIVE) & ~matched)
             if t_idx.size:
                 sim_obs = iou_matrix(kalman.cxcywh_to_xyxy(t[t_idx, OBS]), boxes[hi_left])
                 if s.class_aware:
                     sim_obs[t[t_idx, CLS, None] != cls[None, hi_left]] = 0.0
-                rows, cols = assign(sim_obs, s.match_iou)
+                rows, cols = assign(sim_obs, s.recovery_iou)
                 match_t.append(t_idx[rows])
                 match_d.append(hi_left[cols])
                 hi_left = np.delete(hi_left, cols)
@@ -153,7 +195,7 @@ class Tracker:
         ti = np.concatenate(match_t)
         di = np.concatenate(match_d)
         if ti.size:
-            self._apply_matches(ti, kalman.xyxy_to_cxcywh(boxes[di]), scores[di], cls[di], now)
+            self._apply_matches(ti, kalman.xyxy_to_cxcywh(boxes[di]), scores[di], cls[di], now, origin[ti])
         matched = np.zeros(len(self), dtype=bool)
         matched[ti] = True
         self._age_out(matched, now)
@@ -173,6 +215,50 @@ class Tracker:
         self._time = now
         return now, dt
 
+    def _origins(self) -> np.ndarray:
+        """Per track, the observed centre about direction_lag_s back (OC-SORT's k-previous observation).
+
+        The oldest observation within the last `lag` frames, or the last observation if there is none.
+        """
+        t = self._t
+        origin = t[:, 40:42].copy()
+        if t.shape[0] == 0:
+            return origin
+        hist = t[:, HIST].reshape(-1, HIST_LEN, 3)
+        frames = hist[:, :, 0]
+        recent = frames >= self._frame - self._lag
+        if recent.any():
+            oldest = np.argmin(np.where(recent, frames, np.inf), axis=1)
+            has = recent.any(axis=1)
+            origin[has] = hist[has, oldest[has], 1:3]
+        return origin
+
+    def _warp(self, affine: np.ndarray) -> None:
+        """Map every track from the previous frame's pixel coordinates into this frame's."""
+        m = np.asarray(affine, dtype=float)
+        if m.shape != (2, 3) or not np.isfinite(m).all():
+            raise ValueError(f"update: camera_motion must be a finite 2x3 affine matrix (got shape {m.shape})")
+        a, b = m[:, :2], m[:, 2]
+        scale = float(np.sqrt(abs(np.linalg.det(a))))
+        t = self._t
+        n = t.shape[0]
+        for off in (0, 20):  # the filter and its saved copy: centre, size, velocities
+            t[:, off : off + 2] = t[:, off : off + 2] @ a.T + b
+            t[:, off + 4 : off + 6] = t[:, off + 4 : off + 6] @ a.T
+            t[:, off + 2 : off + 4] *= scale
+            t[:, off + 6 : off + 8] *= scale
+            cov = t[:, off + 8 : off + 20].reshape(n, 3, 4)
+            # Block-diagonal covariance: keep each axis' variance, mixed by the squared matrix entries.
+            cov[:, :, 0:2] = cov[:, :, 0:2] @ (a * a).T
+            cov[:, :, 2:4] *= scale * scale
+        t[:, 40:42] = t[:, 40:42] @ a.T + b
+        t[:, 42:44] *= scale
+        hist = t[:, HIST].reshape(n, HIST_LEN, 3)
+        hist[:, :, 1:3] = hist[:, :, 1:3] @ a.T + b
+        t[:, HIST] = hist.reshape(n, 3 * HIST_LEN)
+        d = t[:, DIR] @ a.T
+        t[:, DIR] = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
+
     def _predict(self, dt: float) -> None:
         t = self._t
         n = t.shape[0]
@@ -185,9 +271,18 @@ class Tracker:
         np.maximum(t[:, 2:4], 1.0, out=t[:, 2:4])
 
     def _apply_matches(
-        self, ti: np.ndarray, z: np.ndarray, scores: np.ndarray, cls: np.ndarray, now: float
+        self,
+        ti: np.ndarray,
+        z: np.ndarray,
+        scores: np.ndarray,
+        cls: np.ndarray,
+        now: float,
+        origin: np.ndarray,
     ) -> None:
-        """Correct the matched tracks ti with their detections z (cx cy w h) and update bookkeeping."""
+        """Correct the matched tracks ti with their detections z (cx cy w h) and update bookkeeping.
+
+        origin: each track's observed centre about direction_lag_s back, to measure its direction from.
+        """
         rows = self._t[ti]  # a copy, written back at the end
         m = rows.shape[0]
         mean, cov = kalman.update(rows[:, MEAN], rows[:, COV].reshape(m, 3, 4), z)
@@ -209,7 +304,13 @@ class Tracker:
             r[MEAN] = mean_k
             r[COV] = cov_k.reshape(12)
         rows[:, SAVED] = rows[:, FILTER]
+        step = z[:, 0:2] - origin
+        norm = np.sqrt((step * step).sum(axis=1, keepdims=True))
+        rows[:, DIR] = step / np.maximum(norm, 1e-6)
+        # Confidence in that direction: how far the object moved against how far noise alone moves a centre.
+        rows[:, DIR_CONF] = norm[:, 0] / (norm[:, 0] + DIRECTION_NOISE * np.maximum(z[:, 3], 1.0))
         rows[:, OBS] = z
+        self._remember(rows, z)
         rows[:, SCORE] = scores
         rows[:, CLS] = cls  # the same unless class_aware is off
         rows[:, HITS] += 1
@@ -221,6 +322,12 @@ class Tracker:
         if confirm.any():
             self._confirm(rows, np.flatnonzero(confirm), now)
         self._t[ti] = rows
+
+    def _remember(self, rows: np.ndarray, z: np.ndarray) -> None:
+        """Store this frame's observed centres z[:, :2] in the history ring of rows (in place)."""
+        col = HIST.start + 3 * (self._frame % HIST_LEN)
+        rows[:, col] = self._frame
+        rows[:, col + 1 : col + 3] = z[:, 0:2]
 
     def _confirm(self, rows: np.ndarray, idx: np.ndarray, now: float) -> None:
         """Confirm rows[idx] (in place): give them ids and emit `track_started`."""
@@ -267,6 +374,7 @@ class Tracker:
         rows[:, COV] = cov.reshape(n, 12)
         rows[:, SAVED] = rows[:, FILTER]
         rows[:, OBS] = z
+        self._remember(rows, z)
         rows[:, CLS] = cls
         rows[:, STATE] = TENTATIVE
         rows[:, SCORE] = scores

@@ -1,24 +1,43 @@
 """The HTTP server: the page, the MJPEG stream, a snapshot, the status API and a health check.
 
-Python's threading HTTP server: one thread per connection suits the broadcaster's blocking fan-out, needs
-no dependency a Pi lacks, and ``stream.max_clients`` bounds the stream threads.
+aiohttp's low-level server on one asyncio event loop in one thread: every connection is a coroutine, not
+a thread, and aiohttp's parser reads request bodies and answers HEAD. What aiohttp lacks, this module adds
+on each connection (``_Connection``):
+
+- a header deadline: a connection that has not sent a whole request head within ``HEADER_TIMEOUT_S``
+  (from its first byte, or from opening) is closed; an idle keep-alive connection after ``IDLE_TIMEOUT_S``;
+- a per-address cap: one address holds at most ``MAX_PER_ADDRESS`` connections (trusted proxies excepted),
+  the rest get ``429`` with Retry-After (a response, not a reset), so one host can never hold the global
+  cap of ``MAX_CONNECTIONS``;
+- security headers on every response, the parser's own errors included, and never a traceback;
+- one log line a minute about failed connections, however many there are.
+
+Heavy calls (the status, a snapshot encode, the metrics) run in a small pool (``WORKERS`` threads), scrypt
+in the authenticator's own bounded pool; the stream costs no thread per viewer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
 import json
 import logging
 import socket
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from edgecam.events.metrics import Metrics
+from aiohttp import web, web_protocol
+
+from edgecam.render.encoder import JpegEncoder
 from edgecam.web.auth import Authenticator
-from edgecam.web.broadcast import BOUNDARY, JpegBroadcaster, TooManyClientsError
+from edgecam.web.metrics import Metrics
+from edgecam.web.stream import BOUNDARY, StreamFanout, TooManyClientsError
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +45,31 @@ STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+    "/favicon.ico": ("favicon.svg", "image/svg+xml"),
 }
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'self'",
     "Referrer-Policy": "no-referrer",
 }
+TEXT = "text/plain; charset=utf-8"
+
+MAX_CONNECTIONS = 256  # open connections in all; beyond it new ones get 503
+MAX_PER_ADDRESS = 32  # open connections from one address (a trusted proxy is not limited); beyond: 429
+HEADER_TIMEOUT_S = 5.0  # to send a whole request head, from the first byte (or from connecting)
+IDLE_TIMEOUT_S = 15.0  # a keep-alive connection with nothing to do is closed after this
+RETRY_AFTER_S = 5
+STREAM_WRITE_TIMEOUT_S = 20.0  # a viewer that takes no data for this long is dropped
+WORKERS = 2
+FAILURE_LOG_INTERVAL_S = 60.0
 
 
 class App(Protocol):
     """What the server needs from the running pipeline."""
 
-    broadcaster: JpegBroadcaster
+    encoder: JpegEncoder
+    fanout: StreamFanout
     authenticator: Authenticator
     metrics: Metrics
 
@@ -46,167 +78,425 @@ class App(Protocol):
     def health(self) -> tuple[bool, str]: ...
 
 
-MAX_CONNECTIONS = 256  # open connections (streams, page loads, idle ones); beyond it new ones are closed
+class PortInUseError(OSError):
+    pass
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, address: tuple[str, int], app: App) -> None:
-        self.app = app
-        self.stopping = threading.Event()
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.address_family = family
-        super().__init__(address, Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """One thread per connection, at most MAX_CONNECTIONS: a flood of idle sockets cannot pile up threads."""
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except Exception:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:  # no tracebacks to stderr or clients
-        log.warning(
-            "HTTP connection from %s failed", client_address[0], exc_info=log.isEnabledFor(logging.DEBUG)
-        )
+def _raw_response(status: int, reason: str, body: str, extra: dict[str, str]) -> bytes:
+    data = body.encode()
+    headers = {
+        "Content-Type": TEXT, "Content-Length": str(len(data)), "Connection": "close",
+        **extra, **SECURITY_HEADERS,
+    }  # fmt: skip
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"HTTP/1.1 {status} {reason}\r\n{head}\r\n".encode() + data
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: Server
-    protocol_version = "HTTP/1.1"
-    server_version = "edgecam"
-    sys_version = ""
-    timeout = 10  # seconds to send a request: idle or half-open connections do not hold a thread forever
-    stream_write_timeout_s = 20.0
+class _Gate:
+    """Connection counts, shared by every connection of one server."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.per_address: Counter[str] = Counter()
+        self.total = 0
+        self.refused = 0
+        self.failures: Counter[str] = Counter()  # malformed or failed connections since the last log line
+        self.last_failure = ""
+        self._logged_at = 0.0
 
-    def do_GET(self) -> None:
-        self._route(head=False)
+    def admit(self, peer: str) -> tuple[int, str, str] | None:
+        if self.total >= MAX_CONNECTIONS:
+            return 503, "Service Unavailable", f"too many connections ({MAX_CONNECTIONS}); try again\n"
+        if self.per_address[peer] >= MAX_PER_ADDRESS and not self.server.app.authenticator.proxies.trusted(
+            peer
+        ):
+            return 429, "Too Many Requests", f"too many connections from {peer} (at most {MAX_PER_ADDRESS})\n"
+        self.per_address[peer] += 1
+        self.total += 1
+        return None
 
-    def do_HEAD(self) -> None:
-        self._route(head=True)
+    def release(self, peer: str) -> None:
+        self.total -= 1
+        self.per_address[peer] -= 1
+        if self.per_address[peer] <= 0:
+            del self.per_address[peer]
 
-    def _route(self, head: bool) -> None:
-        url = urlsplit(self.path)
-        path = url.path
-        if path != "/healthz" and not self._authorized(path, url.query, head):
-            return
-        if path in STATIC:
-            name, content_type = STATIC[path]
-            body = resources.files("edgecam.web").joinpath("static", name).read_bytes()
-            self._send(HTTPStatus.OK, body, content_type, head)
-        elif path == "/api/status":
-            body = json.dumps(self.server.app.status()).encode()
-            self._send(HTTPStatus.OK, body, "application/json", head, no_store=True)
-        elif path == "/metrics":
-            body, content_type = self.server.app.metrics.render()
-            self._send(HTTPStatus.OK, body, content_type, head, no_store=True)
-        elif path == "/healthz":
-            ok, reason = self.server.app.health()
-            status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
-            self._send(status, (reason + "\n").encode(), "text/plain; charset=utf-8", head, no_store=True)
-        elif path == "/snapshot.jpg":
-            jpeg = self.server.app.broadcaster.snapshot()
-            if jpeg is None:
-                self._send(
-                    HTTPStatus.SERVICE_UNAVAILABLE, b"no frame yet\n", "text/plain; charset=utf-8", head
-                )
-            else:
-                self._send(HTTPStatus.OK, jpeg, "image/jpeg", head, no_store=True)
-        elif path == "/stream.mjpg":
-            self._stream(head)
+    def failed(self, peer: str, what: str) -> None:
+        """One line a minute, however many connections fail (a scan must not flood the log)."""
+        self.failures[peer] += 1
+        self.last_failure = f"{peer}: {what}"
+        now = time.monotonic()
+        if now - self._logged_at >= FAILURE_LOG_INTERVAL_S:
+            total, hosts = sum(self.failures.values()), len(self.failures)
+            log.warning(
+                "HTTP: %d failed or malformed connection(s) from %d address(es) in the last minute (latest "
+                "%s); more are counted, not logged, for a minute", total, hosts, self.last_failure,
+            )  # fmt: skip
+            self.failures.clear()
+            self._logged_at = now
         else:
-            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8", head)
+            log.debug("HTTP connection from %s failed: %s", peer, what)
 
-    def _authorized(self, path: str, query: str, head: bool) -> bool:
-        tokens = parse_qs(query).get("token")
-        verdict = self.server.app.authenticator.check(
-            path, self.headers.get("Authorization"), tokens[0] if tokens else None, self.client_address[0]
-        )
-        if verdict.ok:
-            return True
-        extra = (
-            {"WWW-Authenticate": 'Basic realm="edgecam", charset="UTF-8"'} if verdict.status == 401 else {}
-        )
-        if verdict.status == 429:
-            extra["Retry-After"] = str(verdict.retry_after_s)
-        body = b"authentication required\n" if verdict.status == 401 else b"too many failed attempts; wait\n"
-        self._send(HTTPStatus(verdict.status), body, "text/plain; charset=utf-8", head, extra=extra)
-        return False
 
-    def _send(
-        self,
-        status: HTTPStatus,
-        body: bytes,
-        content_type: str,
-        head: bool,
-        no_store: bool = False,
-        extra: dict[str, str] | None = None,
-    ) -> None:
-        self.send_response(status)
-        for name, value in (extra or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if no_store:
-            self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
+class _Connection(web_protocol.RequestHandler):
+    """aiohttp's per-connection protocol with a per-address cap and a deadline for the request head."""
 
-    def end_headers(self) -> None:
-        """Every response, the standard library's error pages included, carries the security headers."""
-        for name, value in SECURITY_HEADERS.items():
-            self.send_header(name, value)
-        super().end_headers()
+    def __init__(self, manager: Any, *, gate: _Gate, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._gate = gate
+        self._peer = ""
+        self._refused = False
+        self._busy = 0
+        self._waiting_for_head = True
+        self._timer: asyncio.TimerHandle | None = None
+        self._raw: asyncio.Transport | None = None
 
-    def _stream(self, head: bool) -> None:
-        broadcaster = self.server.app.broadcaster
-        try:
-            feed = broadcaster.frames(self.server.stopping)
-        except TooManyClientsError as exc:
-            self._send(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n".encode(), "text/plain; charset=utf-8", head)
+    # ---- asyncio.Protocol ----------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        self._peer = str(peer[0]) if peer else "?"
+        self._raw = transport  # type: ignore[assignment]
+        refusal = self._gate.admit(self._peer)
+        if refusal is not None:
+            self._refused = True
+            self._gate.refused += 1
+            status, reason, body = refusal
+            raw = self._raw
+            assert raw is not None
+            raw.write(_raw_response(status, reason, body, {"Retry-After": str(RETRY_AFTER_S)}))
+            if raw.can_write_eof():
+                raw.write_eof()  # the client reads the answer and EOF; its close ends ours
+            self._timer = self._loop.call_later(2.0, raw.close)
             return
-        self.close_connection = True
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if head:
-            feed.close()
+        super().connection_made(transport)
+        self._arm(HEADER_TIMEOUT_S)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
             return
-        self.connection.settimeout(self.stream_write_timeout_s)  # a client that stops reading is dropped
+        if not self._busy and not self._waiting_for_head:  # the first byte of the next request
+            self._waiting_for_head = True
+            self._arm(HEADER_TIMEOUT_S)
+        super().data_received(data)
+
+    def eof_received(self) -> None:
+        if self._refused and self._raw is not None:
+            self._raw.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._refused:
+            return
+        self._gate.release(self._peer)
+        super().connection_lost(exc)
+
+    # ---- the head deadline ----------------------------------------------------------------------------------
+
+    def _arm(self, seconds: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(seconds, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        raw = self._raw
+        if self._busy or raw is None or raw.is_closing():
+            return
+        if raw.get_write_buffer_size():  # still sending the last response
+            self._arm(IDLE_TIMEOUT_S)
+            return
+        if self._waiting_for_head:
+            self._gate.failed(self._peer, f"no complete request head within {HEADER_TIMEOUT_S:g} s")
+        self.force_close()
+        raw.close()
+
+    def request_started(self) -> None:
+        self._busy += 1
+        self._waiting_for_head = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def request_finished(self) -> None:
+        self._busy -= 1
+        if not self._busy:
+            self._arm(IDLE_TIMEOUT_S)
+
+    # ---- aiohttp's own errors (malformed requests): plain text, security headers, one log line a minute ---
+
+    def handle_error(
+        self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        self._gate.failed(self._peer, f"{status} {message or type(exc).__name__ if exc else status}")
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started")
+        text = "bad request\n" if 400 <= status < 500 else "internal error\n"
+        response = web.Response(status=status, text=text, headers=SECURITY_HEADERS)
+        response.force_close()
+        return response
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        log.debug(*args, **kwargs)
+
+
+class _LowLevelServer(web.Server):
+    def __init__(self, handler: Any, gate: _Gate, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._gate = gate
+
+    def __call__(self) -> _Connection:
+        return _Connection(self, loop=self._loop, gate=self._gate, **self._kwargs)
+
+
+class Server:
+    """The web server of one pipeline: listens at once (``bind_server``), serves after ``start()``."""
+
+    def __init__(self, sock: socket.socket, app: App) -> None:
+        self.app = app
+        self._sock = sock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopped: asyncio.Event | None = None
+        self._workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="http-work")
+        self._static = {
+            path: (resources.files("edgecam.web").joinpath("static", name).read_bytes(), kind)
+            for path, (name, kind) in STATIC.items()
+        }
+        self.gate = _Gate(self)
+        self._viewers: set[asyncio.Task[Any]] = set()
+        self._allowed_hosts = _allowed_hosts()
+
+    @property
+    def port(self) -> int:
+        return int(self._sock.getsockname()[1])
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the web server did not start within 10 s")
+
+    def _run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         try:
-            for part in feed:
-                self.wfile.write(part)
-                self.wfile.flush()
-        except (ConnectionError, TimeoutError, OSError):
-            pass  # the viewer went away
+            loop.run_until_complete(self._serve())
         finally:
-            feed.close()
+            loop.close()
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self.app.fanout.attach(loop)
+        low = _LowLevelServer(
+            self._handle, self.gate, access_log=None, keepalive_timeout=IDLE_TIMEOUT_S + 5,
+            max_line_size=8190, max_field_size=8190, lingering_time=2.0,
+        )  # fmt: skip
+        server = await loop.create_server(low, sock=self._sock, backlog=128)
+        self._ready.set()
+        try:
+            await self._stopped.wait()
+        finally:
+            server.close()
+            for task in list(self._viewers):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(low.shutdown(1.0), 3.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive() and self._stopped is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._stopped.set)
+            thread.join(5)
+        else:
+            self._sock.close()
+        self._workers.shutdown(wait=False, cancel_futures=True)
+
+    # ---- requests -----------------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        connection = request.protocol
+        tracked = isinstance(connection, _Connection)
+        if tracked:
+            connection.request_started()
+        try:
+            response = await self._respond(request)
+        except web.HTTPException as exc:
+            response = _plain(exc.status, (exc.text or exc.reason) + "\n")
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception:  # logged here, never shown to the client
+            log.exception("HTTP %s %s failed", request.method, request.path)
+            response = _plain(500, "internal error\n")
+        finally:
+            if tracked:
+                connection.request_finished()
+        if not response.prepared:
+            response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def _respond(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            return _plain(405, "method not allowed\n", {"Allow": "GET, HEAD"})
+        app = self.app
+        auth = app.authenticator
+        path = request.path
+        peer = request.remote or "?"
+        client = auth.client(peer, request.headers.get("X-Forwarded-For"))
+        if auth.mode == "none" and not self._host_allowed(request, peer):
+            return _plain(
+                421,
+                "unknown Host; open the box by its address or host name, or set stream.public_url\n",
+            )
+        if path != "/healthz":
+            verdict = await auth.authorize(
+                path, request.headers.get("Authorization"), request.query.get("token"), client
+            )
+            if not verdict.ok:
+                if verdict.status == 429:
+                    return _plain(
+                        429, "too many failed attempts; wait\n", {"Retry-After": str(verdict.retry_after_s)}
+                    )
+                return _plain(
+                    401,
+                    "authentication required\n",
+                    {"WWW-Authenticate": 'Basic realm="edgecam", charset="UTF-8"'},
+                )
+        if path in self._static:
+            body, kind = self._static[path]
+            return web.Response(body=body, headers={"Content-Type": kind})
+        loop = asyncio.get_running_loop()
+        if path == "/healthz":
+            ok, reason = app.health()
+            return _plain(200 if ok else 503, reason + "\n", {"Cache-Control": "no-store"})
+        if path == "/api/status":
+            body = await loop.run_in_executor(self._workers, lambda: json.dumps(app.status()).encode())
+            return web.Response(
+                body=body, headers={"Content-Type": "application/json", "Cache-Control": "no-store"}
+            )
+        if path == "/metrics":
+            body, kind = await loop.run_in_executor(self._workers, app.metrics.render)
+            return web.Response(body=body, headers={"Content-Type": kind, "Cache-Control": "no-store"})
+        if path == "/snapshot.jpg":
+            jpeg = await loop.run_in_executor(self._workers, app.encoder.snapshot)
+            if jpeg is None:
+                return _plain(503, "no frame yet\n", {"Retry-After": "1"})
+            return web.Response(
+                body=jpeg, headers={"Content-Type": "image/jpeg", "Cache-Control": "no-store"}
+            )
+        if path == "/stream.mjpg":
+            return await self._stream(request, client)
+        return _plain(404, "not found\n")
+
+    def _host_allowed(self, request: web.BaseRequest, peer: str) -> bool:
+        """DNS rebinding guard for a box without a password: a page on another site must not be able to
+        reach it by a name that resolves to its address."""
+        host = request.headers.get("Host")
+        if not host or self.app.authenticator.proxies.trusted(peer):
+            return True
+        name = urlsplit(f"//{host}").hostname or ""
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(name)
+            return True
+        public = getattr(self.app, "public_host", None)
+        return name.lower().rstrip(".") in self._allowed_hosts or (
+            public is not None and name.lower() == public
+        )
+
+    async def _stream(self, request: web.BaseRequest, client: str) -> web.StreamResponse:
+        fanout = self.app.fanout
+        headers = {
+            "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",  # nginx: pass each part on at once
+            "Connection": "close",
+            **SECURITY_HEADERS,
+        }
+        if request.method == "HEAD":  # headers only: not a viewer
+            return web.Response(headers=headers)
+        if fanout.clients >= fanout.max_clients:
+            return _plain(503, f"{fanout.clients} clients already watching (stream.max_clients)\n")
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            with fanout.viewer():
+                self._viewers.add(task)
+                response = _CloseDelimited(headers=headers)
+                response.force_close()
+                await response.prepare(request)
+                await self._feed(request, response, client)
+                return response
+        except TooManyClientsError as exc:
+            return _plain(503, f"{exc}\n")
+        finally:
+            self._viewers.discard(task)
+
+    async def _feed(self, request: web.BaseRequest, response: web.StreamResponse, client: str) -> None:
+        """Write parts until the viewer goes, the server stops or the viewer's credential stops passing."""
+        auth = self.app.authenticator
+        authorization, token = request.headers.get("Authorization"), request.query.get("token")
+        async for data in self.app.fanout.parts():
+            if self.app.authenticator is not auth:  # the stream settings were reloaded: check again
+                auth = self.app.authenticator
+                verdict = await auth.authorize("/stream.mjpg", authorization, token, client, count=False)
+                if not verdict.ok:
+                    log.info("stream: a viewer at %s no longer passes the stream auth; ended", client)
+                    return
+            if not data:
+                continue
+            try:
+                await asyncio.wait_for(response.write(data), STREAM_WRITE_TIMEOUT_S)
+            except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+                return  # the viewer stopped reading or went away
 
 
-def start_server(app: App, bind: str, port: int) -> tuple[Server, threading.Thread]:
-    server = Server((bind, port), app)
-    thread = threading.Thread(
-        target=server.serve_forever, name="http", kwargs={"poll_interval": 0.2}, daemon=True
-    )
-    thread.start()
-    return server, thread
+class _CloseDelimited(web.StreamResponse):
+    """The stream's body ends when the connection does (as MJPEG cameras send it), not chunked: simple
+    MJPEG readers parse the parts straight off the socket."""
+
+    _length_check = False
+
+
+def _plain(status: int, text: str, extra: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=text.encode(), headers={"Content-Type": TEXT, **(extra or {})})
+
+
+def _allowed_hosts() -> set[str]:
+    names = {"localhost", "localhost.localdomain"}
+    with contextlib.suppress(OSError):
+        host = socket.gethostname().lower()
+        names |= {host, f"{host}.local", host.split(".")[0], f"{host.split('.')[0]}.local"}
+    with contextlib.suppress(OSError):
+        names.add(socket.getfqdn().lower())
+    return names
+
+
+def bind_server(app: App, bind: str, port: int) -> Server:
+    """Listen on bind:port now (so a busy port fails at once, naming it); serve after ``start()``."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((bind, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise PortInUseError(
+            exc.errno,
+            f"cannot listen on {bind}:{port} ({exc.strerror}); another program (or another edgecam) uses "
+            f"the port: change stream.port in the config or pass --port",
+        ) from exc
+    return Server(sock, app)

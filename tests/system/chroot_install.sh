@@ -6,15 +6,17 @@
 #
 #   sudo tests/system/chroot_install.sh [--arch amd64|arm64] [--suite bookworm] [--keep] [--workdir DIR]
 #
-# arm64 runs under qemu-user-static (binfmt); it takes ~15-20 min, so CI runs amd64 only. Needs root, network
-# to a Debian mirror ($DEBIAN_MIRROR) and to PyPI (for the bundle's wheels; pip inside a chroot cannot reach it).
+# arm64 runs under qemu-user-static (binfmt); it is slow, so CI runs amd64 only. Needs root and the network,
+# reached only through the tools' own settings: debootstrap's default mirror (or $DEBIAN_MIRROR), the host's
+# apt sources, and pip's configured index for the bundle's wheels (the bundle is made on the host; the root
+# installs offline from it). Skips (exit 77) when pip or apt cannot reach them.
 # /var/cache/edgecam-test, if it exists, keeps the debootstrap root and apt's downloads for faster reruns.
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SHARED=${EDGECAM_SHARED:-$REPO/../shared}
 ARCH=amd64 SUITE=bookworm KEEP=0 WORK=""
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+MIRROR=${DEBIAN_MIRROR:-}  # empty: debootstrap's own default mirror
 CACHE=/var/cache/edgecam-test
 while [ $# -gt 0 ]; do
     case $1 in
@@ -32,6 +34,15 @@ case $SUITE in bookworm) PYVER=3.11 ;; trixie) PYVER=3.13 ;; *) echo "--suite bo
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (debootstrap, chroot, mounts)" >&2; exit 77; }
 command -v debootstrap >/dev/null || { echo "SKIP: debootstrap is not installed (apt-get install debootstrap)" >&2; exit 77; }
 if [ ! -d "$SHARED/models" ] || [ ! -d "$SHARED/media" ]; then echo "SKIP: $SHARED/models and media not found" >&2; exit 77; fi
+
+export PYTHON=${PYTHON:-$REPO/.venv/bin/python}
+# The network, asked through the clients themselves (no host is named here): pip's configured index and apt.
+PROBE=$(mktemp -d)
+if ! timeout 120 "$PYTHON" -m pip download --disable-pip-version-check --no-deps --quiet -d "$PROBE" flatbuffers >/dev/null 2>&1; then
+    rm -rf "$PROBE"; echo "SKIP: pip cannot reach its package index (pip config list)" >&2; exit 77
+fi
+rm -rf "$PROBE"
+if ! timeout 300 apt-get update -qq >/dev/null 2>&1; then echo "SKIP: apt cannot reach its sources (apt-get update failed)" >&2; exit 77; fi
 
 WORK=${WORK:-$(mktemp -d /var/tmp/edgecam-chroot.XXXXXX)}
 ROOT=$WORK/root BUNDLE=$WORK/bundle
@@ -72,8 +83,8 @@ if [ -f "$TARBALL" ]; then
     mkdir -p "$ROOT"
     timed "debootstrap (cached)" tar -C "$ROOT" -xf "$TARBALL"
 else
-    log "debootstrap --variant=minbase --arch=$ARCH $SUITE"
-    timed "debootstrap" debootstrap --variant=minbase --arch="$ARCH" "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
+    log "debootstrap --variant=minbase --arch=$ARCH $SUITE ${MIRROR:-(its default mirror)}"
+    timed "debootstrap" debootstrap --variant=minbase --arch="$ARCH" "$SUITE" "$ROOT" ${MIRROR:+"$MIRROR"} >"$WORK/debootstrap.log" 2>&1 ||
         { tail -20 "$WORK/debootstrap.log"; exit 1; }
     [ -d "$CACHE" ] && tar -C "$ROOT" -cf "$TARBALL" . && echo "cached the root in $TARBALL"
 fi
@@ -89,7 +100,6 @@ fi
 
 # ---- the bundle (wheels for the target, models), made on the host -----------------------------------------------
 log "Making the offline bundle for $PYARCH / Python $PYVER"
-export PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 [ -x "$REPO/.venv/bin/edgecam" ] && export EDGECAM_BIN=$REPO/.venv/bin/edgecam
 timed "bundle" "$REPO/install.sh" --bundle "$BUNDLE" --arch "$PYARCH" --python "$PYVER" \
     --models-from "$SHARED/models" --models-from "$SHARED/media"
@@ -102,26 +112,47 @@ timed "first install" in_root /root/bundle/install.sh --no-start --offline /root
     { cat "$WORK/install1.log"; echo "FAIL: the install failed"; exit 1; }
 cat "$WORK/install1.log"
 grep -q 'Logs:   journalctl -u edgecam -f' "$WORK/install1.log"
+grep -q '^Runtime: ai_edge_litert ' "$WORK/install1.log" || { echo "FAIL: the installer did not report LiteRT as the runtime"; exit 1; }
 PASSWORD=$(sed -n 's/^Stream password (shown only this once; user: edgecam): //p' "$WORK/install1.log")
 [ -n "$PASSWORD" ] || { echo "FAIL: no stream password printed"; exit 1; }
 
 log "Checking the installed box"
-check "the venv imports edgecam and the runtime, with apt's numpy"
-in_root /opt/edgecam/venv/bin/python - <<'EOF'
-import numpy, edgecam, cv2, subprocess
-from tflite_runtime.interpreter import Interpreter
+check "the venv imports edgecam and LiteRT, with apt's numpy (1.24 on Bookworm)"
+in_root /opt/edgecam/venv/bin/python - "$SUITE" <<'EOF'
+import sys, subprocess
+import numpy, edgecam, cv2
+from edgecam.detect.runtime import find_runtime
 apt = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "python3-numpy"], capture_output=True, text=True).stdout
 assert numpy.__file__.startswith("/usr/lib/python3/dist-packages/"), numpy.__file__
 assert apt.split(":")[-1].startswith(numpy.__version__), (apt, numpy.__version__)
+if sys.argv[1] == "bookworm":
+    assert numpy.__version__.startswith("1.24."), numpy.__version__
+runtime = find_runtime()  # what the app picks: LiteRT, then tflite_runtime, then tensorflow.lite
+assert runtime.name == "ai_edge_litert", runtime
+import ai_edge_litert
+assert ai_edge_litert.__file__.startswith("/opt/edgecam/venv/"), ai_edge_litert.__file__
 import pydantic, scipy
 assert pydantic.VERSION.startswith("2."), pydantic.VERSION
 assert scipy.__file__.startswith("/opt/edgecam/venv/"), scipy.__file__
-print(f"    edgecam {edgecam.__version__}, numpy {numpy.__version__} (apt), OpenCV {cv2.__version__} (apt), "
-      f"pydantic {pydantic.VERSION}, scipy {scipy.__version__} (venv)")
+print(f"    edgecam {edgecam.__version__}, runtime {runtime.describe()}, numpy {numpy.__version__} (apt), "
+      f"OpenCV {cv2.__version__} (apt), pydantic {pydantic.VERSION}, scipy {scipy.__version__} (venv)")
 EOF
 check "edgecam check-config /etc/edgecam/config.yaml (as the edgecam user)"
 in_root runuser -u edgecam -- /opt/edgecam/venv/bin/edgecam check-config /etc/edgecam/config.yaml | sed 's/^/    /'
-in_root grep -q '^  model_dir: /var/lib/edgecam/models' /etc/edgecam/config.yaml
+check "the installed config: stream password, writable snapshot folder, mqtt.password_file untouched"
+in_root /opt/edgecam/venv/bin/python - <<'EOF'
+from pathlib import Path
+from edgecam.config import load_config
+c = load_config(Path("/etc/edgecam/config.yaml")).config
+assert c.detector.model_dir == "/var/lib/edgecam/models", c.detector.model_dir
+assert (c.stream.auth, c.stream.password_file) == ("basic", "/etc/edgecam/auth"), c.stream
+assert c.mqtt.password_file is None, c.mqtt.password_file
+assert c.snapshots.dir == "/var/lib/edgecam/state/snapshots", c.snapshots.dir
+recording = getattr(c, "recording", None)
+assert recording is None or recording.dir == "/var/lib/edgecam/state", recording
+print(f"    stream.auth {c.stream.auth}, snapshots in {c.snapshots.dir}"
+      + (f", recordings in {recording.dir}" if recording is not None else ""))
+EOF
 check "user, groups and permissions"
 in_root id edgecam | grep -q '(video)'
 [ "$(in_root getent passwd edgecam | cut -d: -f7)" = /usr/sbin/nologin ]
@@ -131,14 +162,21 @@ expect_stat /etc/edgecam/auth "640 root:edgecam"
 expect_stat /etc/edgecam "750 root:edgecam"
 expect_stat /var/lib/edgecam/models "750 root:edgecam"
 expect_stat /var/lib/edgecam/state "750 edgecam:edgecam"
+expect_stat /var/lib/edgecam/state/snapshots "750 edgecam:edgecam"
 expect_stat /opt/edgecam "755 root:root"
 in_root grep -q '^scrypt\$' /etc/edgecam/auth
 if in_root grep -qF "$PASSWORD" /etc/edgecam/auth; then echo "FAIL: the password is stored in clear"; exit 1; fi
 cmp "$REPO/systemd/edgecam.service" "$ROOT/etc/systemd/system/edgecam.service"
-check "the runtime runs a model: edgecam detect cat.bmp"
-in_root runuser -u edgecam -- /opt/edgecam/venv/bin/edgecam detect /tmp/cat.bmp --model ssdlite_mobilenet_v2_a050_coco \
-    --model-dir /var/lib/edgecam/models 2>"$WORK/detect.err" | tee "$WORK/detect.txt" | sed 's/^/    /' || true
-grep -qE "^\s+cat\s" "$WORK/detect.txt" || { cat "$WORK/detect.err"; echo "FAIL: no cat found"; exit 1; }
+check "the embedded model came from the bundle, verified"
+in_root runuser -u edgecam -- /opt/edgecam/venv/bin/edgecam models list --model-dir /var/lib/edgecam/models |
+    tee "$WORK/models.txt" | sed 's/^/    /'
+grep -qE '^ssdlite_mobilenet_v2_coco +model +verified' "$WORK/models.txt" || { echo "FAIL: the embedded model is not verified"; exit 1; }
+check "LiteRT runs the models: edgecam detect cat.bmp finds the cat"
+for model in ssdlite_mobilenet_v2_coco ssdlite_mobilenet_v2_a050_coco; do
+    in_root runuser -u edgecam -- /opt/edgecam/venv/bin/edgecam detect /tmp/cat.bmp --model "$model" \
+        --model-dir /var/lib/edgecam/models 2>"$WORK/detect.err" | tee "$WORK/detect.txt" | sed "s/^/    $model: /" || true
+    grep -qE "^\s+cat\s" "$WORK/detect.txt" || { cat "$WORK/detect.err"; echo "FAIL: $model found no cat"; exit 1; }
+done
 
 check "the unit's ExecStart, as the edgecam user, serves the stream on loopback (private network namespace)"
 EXEC=$(sed -n 's/^ExecStart=//p' "$ROOT/etc/systemd/system/edgecam.service")
@@ -213,9 +251,10 @@ in_root /root/bundle/install.sh --uninstall | sed 's/^/    /'
 [ -f "$ROOT/etc/edgecam/config.yaml" ] && [ -f "$ROOT/etc/edgecam/auth" ]
 [ -f "$ROOT/var/lib/edgecam/models/detect.tflite" ]
 
-log "A failing step is rolled back: a bundle without the runtime wheel"
+log "A failing step is rolled back: a bundle without the runtime wheel (LiteRT; the fallback is not in it either)"
 cp -r "$ROOT/root/bundle" "$ROOT/root/broken"
-rm "$ROOT"/root/broken/wheels/tflite_runtime-*.whl
+rm "$ROOT"/root/broken/wheels/ai_edge_litert-*.whl
+if compgen -G "$ROOT/root/broken/wheels/tflite_runtime-*.whl" >/dev/null; then echo "FAIL: the bundle carries tflite_runtime besides LiteRT"; exit 1; fi
 if in_root /root/broken/install.sh --no-start --offline /root/broken >"$WORK/install4.log" 2>&1; then
     cat "$WORK/install4.log"; echo "FAIL: the install succeeded without a runtime"; exit 1
 fi

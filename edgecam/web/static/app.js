@@ -3,6 +3,11 @@
 
 const $ = (id) => document.getElementById(id);
 
+// URLs of this page's folder without any user:password@ (a page opened as http://user:pw@host/ cannot
+// fetch a relative URL: the browser refuses request URLs with credentials in them).
+const BASE = new URL(".", location.origin + location.pathname).href;
+const here = (path) => new URL(path, BASE).href;
+
 function fmt(value, digits = 1) {
   return typeof value === "number" ? value.toFixed(digits) : "–";
 }
@@ -86,7 +91,7 @@ function render(st) {
 
 async function refresh() {
   try {
-    const response = await fetch("api/status", { cache: "no-store" });
+    const response = await fetch(here("api/status"), { cache: "no-store", credentials: "same-origin" });
     if (response.ok) render(await response.json());
   } catch (err) {
     $("state").textContent = "offline";
@@ -96,8 +101,11 @@ async function refresh() {
 
 // A dropped MJPEG connection (restart, network blip) is re-opened instead of leaving a frozen picture.
 $("stream").addEventListener("error", () => {
-  setTimeout(() => { $("stream").src = `stream.mjpg?t=${Date.now()}`; }, 2000);
+  setTimeout(() => { $("stream").src = here(`stream.mjpg?t=${Date.now()}`); }, 2000);
 });
+
+// The img's relative src carries the page's user:password@ too, which browsers block for subresources.
+if (location.username || location.password) $("stream").src = here("stream.mjpg");
 
 refresh();
 setInterval(refresh, 1000);

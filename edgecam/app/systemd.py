@@ -3,10 +3,8 @@
 ``sd_notify`` is implemented here (a datagram to ``$NOTIFY_SOCKET``), so nothing extra is needed. Outside
 systemd (no ``$NOTIFY_SOCKET``) every notification is a no-op and ``run_service`` still routes the signals.
 
-The watchdog: every stage thread stamps a monotonic ``heartbeat`` each time round its loop, including while
-it waits or reconnects. ``WATCHDOG=1`` is sent only while every heartbeat is fresher than the limit; a stage
-stuck inside one call (a hung ``invoke``, a wedged encoder) stops the pings and systemd restarts edgecam. A
-lost camera does not: its capture loop keeps beating while it reconnects.
+The watchdog pings themselves come from the app's supervisor (``edgecam.app.supervisor``): the one place
+that knows whether every stage is alive.
 """
 
 from __future__ import annotations
@@ -18,12 +16,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WATCHDOG_S = 30.0
-STATUS_EVERY_S = 5.0
 
 
 class ServiceNotifier:
@@ -93,24 +89,6 @@ class ServiceNotifier:
                 self._sock = None
 
 
-def stage_stuck(heartbeats: Mapping[str, float | None], now: float, limit_s: float) -> list[str]:
-    """The stages whose loop has not come round for more than ``limit_s`` seconds (None = never beat)."""
-    return [name for name, beat in heartbeats.items() if beat is None or now - beat > limit_s]
-
-
-def pipeline_heartbeats(pipeline: Any) -> dict[str, float | None]:
-    """Each stage thread's last heartbeat (monotonic seconds), plus the in-app watchdog's verdict when the
-    pipeline has one: once it gave up on a stuck stage, the pings stop at once."""
-    beats = {
-        name: getattr(getattr(pipeline, name, None), "heartbeat", None)
-        for name in ("capture", "inference", "broadcaster")
-    }
-    alive = getattr(pipeline, "alive", None)
-    if alive is not None:
-        beats["restarts"] = time.monotonic() if alive() else None
-    return beats
-
-
 def status_line(status: Mapping[str, Any]) -> str:
     """One line for ``systemctl status``: source state, rates and model."""
     source = status.get("source", {})
@@ -126,80 +104,21 @@ def status_line(status: Mapping[str, Any]) -> str:
     )
 
 
-class WatchdogThread(threading.Thread):
-    """Pings systemd while every stage is alive and refreshes the STATUS= line."""
+class ServiceApp(Protocol):
+    """What run_service needs from the running box."""
 
-    def __init__(
-        self,
-        notifier: ServiceNotifier,
-        heartbeats: Callable[[], Mapping[str, float | None]],
-        limit_s: float = DEFAULT_WATCHDOG_S,
-        status: Callable[[], str] | None = None,
-        interval_s: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(name="watchdog", daemon=True)
-        self.notifier = notifier
-        self.heartbeats = heartbeats
-        self.limit_s = limit_s
-        self.status = status
-        self.interval_s = interval_s or notifier.watchdog_interval_s or STATUS_EVERY_S
-        self.clock = clock
-        self.stuck: list[str] = []
-        self.pings = 0
-        self._stop_event = threading.Event()
+    supervisor: Any
 
-    def check(self) -> bool:
-        """One round: ping if all stages are alive. Returns whether it pinged."""
-        now = self.clock()
-        stuck = stage_stuck(self.heartbeats(), now, self.limit_s)
-        if stuck != self.stuck:
-            if stuck:
-                log.error(
-                    "stage(s) %s stuck for more than %g s: no more watchdog pings, systemd will restart edgecam",
-                    ", ".join(stuck), self.limit_s,
-                )  # fmt: skip
-                self.notifier.status(f"stuck: {', '.join(stuck)} (no progress for > {self.limit_s:g} s)")
-            else:
-                log.warning("all stages are alive again")
-            self.stuck = stuck
-        if stuck:
-            return False
-        if self.notifier.watchdog_interval_s is not None:
-            self.notifier.watchdog()
-            self.pings += 1
-        return True
+    def status(self) -> dict[str, Any]: ...
 
-    def run(self) -> None:
-        last_status = -STATUS_EVERY_S
-        while not self._stop_event.is_set():
-            alive = self.check()
-            now = self.clock()
-            if alive and self.status is not None and now - last_status >= STATUS_EVERY_S:
-                try:
-                    self.notifier.status(self.status())
-                except Exception:  # the status line must never take the watchdog down
-                    log.debug("status line failed", exc_info=True)
-                last_status = now
-            self._stop_event.wait(min(self.interval_s, STATUS_EVERY_S))
-
-    def stop(self) -> None:
-        self._stop_event.set()
+    def reload(self) -> bool: ...
 
 
-def run_service(
-    pipeline: Any,
-    stop_event: threading.Event,
-    *,
-    watchdog_s: float = DEFAULT_WATCHDOG_S,
-    reload: Callable[[], Any] | None = None,
-    notifier: ServiceNotifier | None = None,
-) -> None:
-    """Serve a started pipeline until SIGTERM/SIGINT (or ``stop_event``): tell systemd it is ready, ping the
-    watchdog while every stage is alive, and reload on SIGHUP. Call from the main thread after
-    ``pipeline.start()``; the caller stops the pipeline afterwards."""
+def run_service(app: ServiceApp, stop_event: threading.Event, *, notifier: ServiceNotifier | None = None) -> None:
+    """Serve a started app until SIGTERM/SIGINT (or ``stop_event``): tell systemd it is ready, let the app's
+    supervisor feed systemd's watchdog, and reload on SIGHUP. Call from the main thread after
+    ``app.start()``; the caller stops the app afterwards."""
     notifier = notifier or ServiceNotifier()
-    reload = reload or getattr(pipeline, "reload", None)
     wake = threading.Event()
     reload_requested = threading.Event()
 
@@ -219,29 +138,22 @@ def run_service(
     }
 
     def status() -> str:
-        return status_line(pipeline.status())
+        return status_line(app.status())
 
-    watchdog = WatchdogThread(notifier, lambda: pipeline_heartbeats(pipeline), watchdog_s, status)
-    watchdog.start()
+    app.supervisor.attach(notifier, status)
     try:
-        text = _safe(status) or "running"
-        notifier.ready(text)
+        notifier.ready(_safe(status) or "running")
         if notifier.enabled:
-            interval = notifier.watchdog_interval_s
-            log.info(
-                "systemd: ready; watchdog %s",
-                f"ping every {interval:g} s, stage limit {watchdog_s:g} s" if interval else "off",
-            )
+            limit = notifier.watchdog_usec / 1e6
+            log.info("systemd: ready; watchdog %s", f"limit {limit:g} s" if limit else "off")
         while not stop_event.is_set():
             wake.wait(1.0)  # signals are handled on this (main) thread between waits
             wake.clear()
             if reload_requested.is_set() and not stop_event.is_set():
                 reload_requested.clear()
-                _reload(reload, notifier, status)
+                _reload(app.reload, notifier, status)
     finally:
         notifier.stopping()
-        watchdog.stop()
-        watchdog.join(timeout=2)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         notifier.close()

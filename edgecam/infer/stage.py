@@ -1,4 +1,4 @@
-"""The inference thread: newest frame → detector → tracker → OutputFrame for the output side."""
+"""The inference thread: newest frame → (motion gate) → detector → tracker → OutputFrame for the output side."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from edgecam.detect import DetectionFilter, Detector
-from edgecam.frames import Frame, LatestFrameSlot
+from edgecam.capture.slot import Frame, LatestFrameSlot
+from edgecam.detect.detector import DetectionFilter, Detections, Detector
+from edgecam.infer.gate import GateSettings, MotionGate, TrackerClock
+from edgecam.infer.result import ModelInfo, OutputFrame
+from edgecam.ladder.switcher import ModelSwitcher
 from edgecam.rates import LatencyWindow, RateMeter
-from edgecam.results import ModelInfo, OutputFrame
-from edgecam.switcher import ModelSwitcher
 from edgecam.track import Tracker, TrackEvent
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,13 @@ log = logging.getLogger(__name__)
 class InferenceThread(threading.Thread):
     """Owns the detector and the tracker; never works on a stale frame when a newer one exists.
 
-    ``busy_ms`` is the time spent per processed frame (pre-processing, invoke, tracking): it measures what
-    the stage could do, whatever the camera delivers; the model ladder decides on it.
+    ``busy_ms`` is the time spent per frame the detector ran on (pre-processing, invoke, tracking): it
+    measures what the stage could do, whatever the camera delivers; the model ladder decides on it, and only
+    on such frames, so motion gating never reads as "fast enough to step up".
+
+    With motion gating (``gate``), a frame on which nothing moves skips the detector and the tracker (unless
+    the last detection is ``idle_detect_s`` old) and becomes an output frame carrying the tracks as held.
+    ``frames`` counts output frames, ``detected`` the frames the detector ran on, ``skipped`` the others.
     """
 
     def __init__(
@@ -36,6 +42,7 @@ class InferenceThread(threading.Thread):
         detection_filter: DetectionFilter,
         tracker_floor: float,
         tracker_high_score: float,
+        gate: GateSettings | None = None,
     ) -> None:
         super().__init__(name="inference", daemon=True)
         self._slot = slot
@@ -46,10 +53,17 @@ class InferenceThread(threading.Thread):
         self.on_events: Callable[[list[TrackEvent]], None] = self._log_events
         self.on_output: Callable[[OutputFrame, list[TrackEvent]], None] | None = None
         self._stopping = threading.Event()
+        self.gate = MotionGate(gate)
+        self.clock = TrackerClock()
         self.rate = RateMeter()
+        self.detect_rate = RateMeter()
         self.busy_ms = LatencyWindow(100)
         self.invoke_ms = LatencyWindow(100)
         self.frames = 0
+        self.detected = 0
+        self.skipped = 0
+        self._held: list = []  # the tracks of the last detection, carried by skipped frames
+        self._info: ModelInfo | None = None
         self.errors = 0
         self.last_error: str | None = None
         self.heartbeat = time.monotonic()
@@ -66,6 +80,10 @@ class InferenceThread(threading.Thread):
             detection_filter, threshold=min(tracker_floor, detection_filter.threshold), thresholds={}
         )
         self._second_stage_cap = tracker_high_score * 0.999
+
+    def set_gate(self, gate: GateSettings) -> None:
+        """Config reload: motion gating on or off, or another idle detection period (from the next frame)."""
+        self.gate.settings = gate
 
     @property
     def detector(self) -> Detector:
@@ -86,18 +104,13 @@ class InferenceThread(threading.Thread):
             self._tracker_floor, self._tracker_high_score,
         )  # fmt: skip
         new.on_output = self.on_output
-        new.on_events, new.rate, new.busy_ms, new.invoke_ms = (
-            self.on_events,
-            self.rate,
-            self.busy_ms,
-            self.invoke_ms,
-        )
-        new.frames, new.errors, new.last_error, new.latest = (
-            self.frames,
-            self.errors,
-            self.last_error,
-            self.latest,
-        )
+        new.on_events, new.rate, new.detect_rate, new.busy_ms, new.invoke_ms = (
+            self.on_events, self.rate, self.detect_rate, self.busy_ms, self.invoke_ms,
+        )  # fmt: skip
+        new.frames, new.detected, new.skipped, new.errors, new.last_error, new.latest = (
+            self.frames, self.detected, self.skipped, self.errors, self.last_error, self.latest,
+        )  # fmt: skip
+        new.gate, new.clock, new._held = self.gate, self.clock, self._held
         return new
 
     def _log_events(self, events: list[TrackEvent]) -> None:
@@ -132,35 +145,62 @@ class InferenceThread(threading.Thread):
                 self.switcher.invoke_failed(exc)
 
     def _process(self, frame: Frame, detector: Detector) -> None:
+        if not self.gate.should_detect(frame):
+            self._skip(frame, detector)
+            return
         start = time.perf_counter()
         source = frame.lores if frame.lores is not None else frame.image
         candidates = detector.detect(source, output_size=frame.size, detection_filter=self._wide_filter)
         if self._stopping.is_set():  # abandoned by the watchdog while inside detect(): leave no trace
             return
-        confident = [d.score >= self.detection_filter.threshold_for(d.label) for d in candidates]
-        detections = [d for d, ok in zip(candidates, confident, strict=True) if ok]
-        boxes = np.array([d.box for d in candidates], dtype=np.float64).reshape(-1, 4)
-        scores = np.array(
-            [
-                d.score if ok else min(d.score, self._second_stage_cap)
-                for d, ok in zip(candidates, confident, strict=True)
-            ],
-            dtype=np.float64,
+        # The user's thresholds decide which candidates are confident; the rest only feed the tracker's
+        # second stage, with scores capped under its high_score. All as columns: no object per row.
+        confident = candidates.scores >= detector.min_scores(self.detection_filter, candidates.class_ids)
+        detections = candidates[confident] if not confident.all() else candidates
+        scores = np.where(confident, candidates.scores, np.minimum(candidates.scores, self._second_stage_cap))
+        self.gate.detected(frame)
+        clock = self.clock
+        tracks = self.tracker.update(
+            candidates.boxes, scores, candidates.class_ids, timestamp=clock.tracker_time(frame)
         )
-        classes = np.array([d.class_id for d in candidates], dtype=np.int64)
-        tracks = self.tracker.update(boxes, scores, classes, timestamp=frame.timestamp)
-        events = self.tracker.pop_events()
-        self.on_events(events)
+        events = clock.events(self.tracker.pop_events())
+        clock.tracks(tracks)
+        if events:
+            self.on_events(events)
         for track in tracks:
             track.label = detector.label(track.class_id)
+        self._held = tracks
         busy_ms = (time.perf_counter() - start) * 1e3
         self.busy_ms.add(busy_ms)
         timing = detector.last_timing
         self.invoke_ms.add(timing.invoke_ms)
         self.switcher.observe(busy_ms, timing.invoke_cpu_ms, timing.invoke_runnable_ms)
+        self.detected += 1
+        self.detect_rate.tick()
+        self._output(frame, detector, detections, tracks, events, busy_ms)
+
+    def _skip(self, frame: Frame, detector: Detector) -> None:
+        """Nothing moves: no detector, no tracker; the frame carries the tracks as held."""
+        self.clock.skip(frame)
+        self.skipped += 1
+        self._output(frame, detector, Detections.empty(detector.label), self._held, [], 0.0, detected=False)
+
+    def _output(
+        self,
+        frame: Frame,
+        detector: Detector,
+        detections: Detections,
+        tracks: list,
+        events: list[TrackEvent],
+        busy_ms: float,
+        detected: bool = True,
+    ) -> None:
         self.frames += 1
         self.rate.tick()
-        output = OutputFrame(frame, detections, tracks, self.model_info(detector), busy_ms, time.monotonic())
+        info = self._info
+        if info is None or info.model_id != detector.model_id:
+            info = self._info = self.model_info(detector)
+        output = OutputFrame(frame, detections, tracks, info, busy_ms, time.monotonic(), detected=detected)
         self.latest = output
         self._publish(output)
         if self.on_output is not None:

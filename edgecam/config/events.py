@@ -1,6 +1,6 @@
 """Config sections for events: ``mqtt``, ``zones``, ``lines`` and ``snapshots``.
 
-Built from the same blocks as :mod:`edgecam.config` (:mod:`edgecam.schema`): frozen, unknown keys
+Built from the same blocks as :mod:`edgecam.config` (:mod:`edgecam.config.rules`): frozen, unknown keys
 rejected, value rules with messages a user understands.
 """
 
@@ -10,9 +10,9 @@ import re
 import socket
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from edgecam.schema import Label, Port, Section, between
+from edgecam.config.rules import Label, Port, Section, between
 
 __all__ = [
     "LineConfig",
@@ -96,9 +96,22 @@ def _polygon_area(points: list[tuple[float, float]]) -> float:
     )
 
 
+MAX_ZONE_POINTS = 100  # a hand-drawn polygon has a handful; 10,000 would take a minute to validate
+
+
+def _few_points(value: Any) -> Any:
+    """Checked before each point is: a huge list fails at once instead of after a minute of validation."""
+    if isinstance(value, (list, tuple)) and len(value) > MAX_ZONE_POINTS:
+        raise ValueError(f"at most {MAX_ZONE_POINTS} points (got {len(value)})")
+    return value
+
+
+Points = Annotated[list[Point], BeforeValidator(_few_points)]
+
+
 class ZoneConfig(Section):
     name: Name = Field(description="shown on the video, in the status and in MQTT topics")
-    points: list[Point] = Field(description="polygon corners [[x, y], …], normalized 0-1 (0,0 = top left)")
+    points: Points = Field(description="polygon corners [[x, y], …], normalized 0-1 (0,0 = top left)")
     classes: list[Label] = Field(default_factory=list, description="classes counted; empty = every class")
 
     @model_validator(mode="after")
@@ -112,7 +125,7 @@ class ZoneConfig(Section):
 
 class LineConfig(Section):
     name: Name = Field(description="shown on the video, in the status and in MQTT topics")
-    points: list[Point] = Field(
+    points: Points = Field(
         description="[[x1, y1], [x2, y2]], normalized 0-1; crossing from its left to its right "
         "(walking from the first point to the second) is 'in'"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 from edgecam.detect import load_detector
 from edgecam.detect.manifest import load_manifest
 from edgecam.detect.store import verified_path
+from edgecam.ladder.cpuclock import contention
 from edgecam.vision import cv2
 
 
@@ -36,6 +38,9 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+CONTENTION_WARNING = 1.3  # time runnable ÷ time on a CPU during invokes: beyond this, others took the CPU
+
+
 def bench_detector(
     models: list[str],
     threads: list[int],
@@ -45,7 +50,8 @@ def bench_detector(
     frames: int = 40,
     warmup: int = 5,
 ) -> list[dict[str, Any]]:
-    """Median and p90 invoke latency (and whole detect() latency) per model and thread count."""
+    """Median and p90 invoke latency (and whole detect() latency) per model and thread count, with the CPU
+    contention seen during the invokes; a warning goes to stderr when contention makes figures meaningless."""
     if video is None:
         video = verified_path(model_dir, load_manifest(), "sample_video")
     images = read_frames(video, 30)
@@ -55,22 +61,31 @@ def bench_detector(
             detector = load_detector(model_id, model_dir, threads=n)
             for i in range(warmup):
                 detector.detect(images[i % len(images)])
-            invoke, total = [], []
+            invoke, total, waits = [], [], []
             for i in range(frames):
                 t0 = time.perf_counter()
                 detector.detect(images[i % len(images)])
                 total.append((time.perf_counter() - t0) * 1e3)
-                invoke.append(detector.last_timing.invoke_ms)
-            median = statistics.median(invoke)
+                timing = detector.last_timing
+                invoke.append(timing.invoke_ms)
+                waits.append(contention(timing.invoke_runnable_ms, timing.invoke_cpu_ms))
+            load = statistics.median(waits)
+            if load > CONTENTION_WARNING and n == 1:
+                print(
+                    f"warning: {model_id} ({n} thread): the invokes waited for a CPU (contention ×{load:.1f}): "
+                    "other programs are using this machine, so these figures say little about the model",
+                    file=sys.stderr,
+                )
             results.append(
                 {
                     "model": model_id,
                     "threads": n,
                     "frames": frames,
-                    "invoke_ms_median": round(median, 2),
+                    "invoke_ms_p50": round(statistics.median(invoke), 2),
                     "invoke_ms_p90": round(percentile(invoke, 90), 2),
-                    "detect_ms_median": round(statistics.median(total), 2),
+                    "detect_ms_p50": round(statistics.median(total), 2),
                     "fps": round(1000 / statistics.median(total), 2),
+                    "cpu_contention": round(load, 2),
                     "input": f"{detector.input_size[0]}x{detector.input_size[1]}",
                     "video": str(video),
                 }
@@ -79,10 +94,13 @@ def bench_detector(
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
-    head = f"{'model':34} {'thr':>3} {'input':>7} {'invoke p50':>10} {'p90':>8} {'detect p50':>10} {'fps':>7}"
+    head = (
+        f"{'model':34} {'thr':>3} {'input':>7} {'invoke p50':>10} {'p90':>8} {'detect p50':>10} {'fps':>7} "
+        f"{'contention':>10}"
+    )
     rows = [
-        f"{r['model']:34} {r['threads']:>3} {r['input']:>7} {r['invoke_ms_median']:>8.1f}ms "
-        f"{r['invoke_ms_p90']:>6.1f}ms {r['detect_ms_median']:>8.1f}ms {r['fps']:>7.1f}"
+        f"{r['model']:34} {r['threads']:>3} {r['input']:>7} {r['invoke_ms_p50']:>8.1f}ms "
+        f"{r['invoke_ms_p90']:>6.1f}ms {r['detect_ms_p50']:>8.1f}ms {r['fps']:>7.1f} {r['cpu_contention']:>9.2f}x"
         for r in results
     ]
     return "\n".join([head, *rows])

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from edgecam.config import Config
+from edgecam.config.load import MAX_CONFIG_BYTES
 
 log = logging.getLogger(__name__)
 
 # What can change while the camera keeps running, and what needs a restart.
 LIVE_KEYS = (
     "detector.classes", "detector.threshold", "detector.thresholds", "detector.min_area", "detector.min_fps",
-    "adapt", "tracker", "stream.fps", "stream.quality", "stream.width", "stream.max_clients", "stream.auth", "stream.username", "stream.password_file", "service", "logging",
+    "adapt", "tracker", "stream.fps", "stream.quality", "stream.width", "stream.max_clients", "stream.auth", "stream.username", "stream.password_file",
+    "stream.trusted_proxies", "stream.public_url", "service", "logging",
+    "motion",
 )  # fmt: skip
 RESTART_KEYS = (
     "camera", "detector.model_dir", "detector.ladder", "detector.threads", "detector.edgetpu_device",
@@ -47,9 +52,14 @@ def changed_keys(old: Config, new: Config) -> list[str]:
 
 
 def fingerprint(path: Path) -> tuple[int, int, str] | None:
+    """Size, mtime and content hash. Only a small regular file is read: a FIFO would block the watcher, a
+    link to /dev/zero would never end; those are told apart by kind and times, and the reload says why."""
     try:
-        stat = path.stat()
-        return stat.st_size, stat.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CONFIG_BYTES:
+            return info.st_size, info.st_mtime_ns, f"mode {info.st_mode:o}, {info.st_size} bytes"
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as fh:
+            return info.st_size, info.st_mtime_ns, hashlib.sha256(fh.read(MAX_CONFIG_BYTES + 1)).hexdigest()
     except OSError:
         return None
 

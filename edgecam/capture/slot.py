@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgecam.capture.motion import Motion
+
 __all__ = ["Frame", "LatestFrameSlot"]
 
 
@@ -23,12 +25,15 @@ class Frame:
     ``image`` is BGR uint8 HxWx3 at display size; ``lores`` is an optional smaller BGR copy for detection
     (picamera2's lores stream). ``timestamp`` is ``time.monotonic()`` at capture; ``sequence`` counts the
     frames of one capture source from 1 and never repeats within a run (reconnects continue the count).
+    ``motion`` is the capture thread's motion verdict, or None when motion detection is off (then every
+    frame is worth a detection).
     """
 
     image: np.ndarray
     timestamp: float
     sequence: int
     lores: np.ndarray | None = None
+    motion: Motion | None = None
 
     @property
     def size(self) -> tuple[int, int]:

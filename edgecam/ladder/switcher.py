@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecam.adapt import AdaptSettings, Decision, LadderController, Rung
-from edgecam.cpuclock import contention
 from edgecam.detect import Detector
 from edgecam.detect.manifest import Manifest
+from edgecam.ladder.controller import AdaptSettings, Decision, LadderController, Rung
+from edgecam.ladder.cpuclock import contention
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +37,6 @@ class SwitchRecord:
             "to": self.to_model,
             "reason": self.reason,
         }
-
-
-def ladder_with_twins(ids: Sequence[str], manifest: Manifest) -> list[str]:
-    """Each Edge TPU rung is followed by its CPU twin, so a TPU fault has somewhere to go at once."""
-    result: list[str] = []
-    for model_id in ids:
-        if model_id not in result:
-            result.append(model_id)
-        twin = manifest.models[model_id].cpu_twin
-        if twin and twin not in ids and twin not in result:
-            result.append(twin)
-    return result
 
 
 def probe(detector: Detector, runs: int = 3) -> float:
@@ -107,6 +95,9 @@ class ModelSwitcher:
         self._failures = 0
         self.switches: list[SwitchRecord] = []
         self._worker = threading.Thread(target=self._load_loop, name="model-loader", daemon=True)
+
+    def start(self) -> None:
+        """Start the loader thread that prepares the next rung in the background."""
         self._worker.start()
 
     def _try_load(self, model_id: str) -> Detector | None:
@@ -186,7 +177,8 @@ class ModelSwitcher:
 
     def stop(self) -> None:
         self._requests.put(None)
-        self._worker.join(2.0)
+        if self._worker.is_alive():
+            self._worker.join(2.0)
 
     # ---- status -----------------------------------------------------------------------------------------------
 
@@ -204,7 +196,15 @@ class ModelSwitcher:
                 }
             )
         rate = self.controller.rate
+        lightest = self.controller.position == len(self.controller.rungs) - 1
+        warning = None
+        if rate and lightest and target_fps and rate < target_fps:
+            warning = (
+                f"even the lightest model ({self.controller.rungs[-1].model_id}) runs at {rate:.1f} fps, under "
+                f"detector.min_fps {target_fps:g}: lower min_fps, give the box less other work, or add a Coral"
+            )
         return {
+            "warning": warning,
             "models": models,
             "position": self.controller.position,
             "target_fps": target_fps,

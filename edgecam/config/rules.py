@@ -1,5 +1,5 @@
 """Building blocks of the config schema: the section base class and value rules whose messages a user
-understands. Shared by edgecam.config and the event sections (edgecam.events.settings)."""
+understands. Shared by edgecam.config and the event sections (edgecam.config.events)."""
 
 from __future__ import annotations
 

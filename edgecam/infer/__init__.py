@@ -1,0 +1,1 @@
+"""The inference stage (``stage``: newest frame → detector → tracker) and what it hands on (``result``)."""

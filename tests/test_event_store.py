@@ -1,0 +1,354 @@
+"""EventStore on a real SQLite file: restart, kill -9, queries, retention, deletes, a full queue, a full disk."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from edgecam.events.model import Event
+from edgecam.events.store import MAX_LIMIT, MIGRATIONS, EventStore, migrate
+
+from support import wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+DAY = 86400.0
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = EventStore(tmp_path, min_free_gb=0, retain_days=0, check_s=0.2)
+    s.start()
+    yield s
+    s.stop()
+
+
+def add(
+    store: EventStore, camera="cam", track_id=1, label="person", start=1000.0, end=None, score=0.5, **update
+):
+    event_id = store.track_started(camera, track_id, label, score, start)
+    assert event_id is not None
+    if update:
+        store.track_updated(camera, track_id, **update)
+    if end is not None:
+        store.track_ended(camera, track_id, end)
+    return event_id
+
+
+def media(store: EventStore, name: str, size: int) -> Path:
+    path = store.directory / "clips" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def test_schema_is_versioned_and_refuses_a_newer_one(tmp_path: Path) -> None:
+    s = EventStore(tmp_path, min_free_gb=0, retain_days=0)
+    s.start()
+    s.stop()
+    db = sqlite3.connect(tmp_path / "events.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    db.commit()
+    with pytest.raises(RuntimeError, match="newer"):
+        migrate(db)
+
+
+def test_a_track_becomes_one_row_that_survives_a_restart(tmp_path: Path) -> None:
+    s = EventStore(tmp_path, min_free_gb=0, retain_days=0)
+    s.start()
+    first = s.track_started("cam", 7, "person", 0.6, 1000.0)
+    assert s.track_started("cam", 7, "person", 0.6, 1000.0) == first  # same open track, same event
+    s.track_updated("cam", 7, score=0.9, zone="porch")
+    s.track_updated("cam", 7, score=0.7, zone="porch")  # lower score, same zone: nothing changes
+    s.track_updated("cam", 7, line="gate", direction="in")
+    assert s.track_ended("cam", 7, 1012.5) == first
+    s.stop()
+
+    s = EventStore(tmp_path, min_free_gb=0, retain_days=0)
+    s.start()
+    try:
+        record = s.get(first)
+        assert record is not None
+        assert (record.label, record.start, record.end, record.score) == ("person", 1000.0, 1012.5, 0.9)
+        assert record.zones == ("porch",)
+        assert record.lines == (("gate", "in"),)
+        assert s.recovered == 0
+        second = s.track_started("cam", 7, "person", 0.5, 2000.0)
+        assert second is not None and second > first  # ids are never reused
+        d = record.to_dict()
+        assert d["start"] == "1970-01-01T00:16:40.000+00:00" and d["end"] == "1970-01-01T00:16:52.500+00:00"
+        assert {"id", "label", "start", "end", "score", "zones", "snapshot", "clip"} <= d.keys()
+        assert d["clip"] is None and d["snapshot"] is None
+    finally:
+        s.stop()
+
+
+def test_on_event_records_what_the_hub_emits(store: EventStore) -> None:
+    box = (0.0, 0.0, 1.0, 1.0)
+    event_id = store.on_event("cam", Event("track_started", 3, "car", 0.55, box, 100.0))
+    assert store.on_event("cam", Event("zone_enter", 3, "car", 0.8, box, 101.0, zone="drive")) == event_id
+    store.on_event("cam", Event("line_crossed", 3, "car", 0.6, box, 102.0, line="gate", direction="out"))
+    store.on_event("cam", Event("track_ended", 3, "car", 0.6, box, 105.0, duration_s=5.0))
+    assert store.flush()
+    record = store.get(event_id)
+    assert record.end == 105.0 and record.score == 0.8 and record.zones == ("drive",)
+    assert record.lines == (("gate", "out"),)
+
+
+def test_queries_filter_page_and_count(store: EventStore) -> None:
+    for i in range(30):
+        label = "person" if i % 3 else "car"
+        add(
+            store, track_id=i, label=label, start=1000.0 + i, end=1000.5 + i, zone="porch" if i < 10 else None
+        )
+    assert store.flush()
+
+    page, total = store.query()
+    assert total == 30 and [r.start for r in page[:3]] == [1029.0, 1028.0, 1027.0]  # newest first
+    page, total = store.query(label="car")
+    assert total == 10 and all(r.label == "car" for r in page)
+    page, total = store.query(zone="porch")
+    assert total == 10 and all("porch" in r.zones for r in page)
+    page, total = store.query(label="person", zone="porch")
+    assert total == 6
+    page, total = store.query(since=1010.0, until=1020.0)
+    assert total == 10 and min(r.start for r in page) == 1010.0 and max(r.start for r in page) == 1019.0
+    page, total = store.query(limit=5, offset=10)
+    assert total == 30 and [r.start for r in page] == [1019.0, 1018.0, 1017.0, 1016.0, 1015.0]
+    page, total = store.query(zone="nowhere")
+    assert (page, total) == ([], 0)
+
+
+def test_limit_is_clamped(tmp_path: Path) -> None:
+    s = EventStore(tmp_path, min_free_gb=0, retain_days=0, queue_size=5000)
+    s.start()
+    try:
+        for i in range(MAX_LIMIT + 50):
+            add(s, track_id=i, start=float(i), end=i + 0.5)
+        assert s.flush(30)
+        page, total = s.query(limit=10**6)
+        assert len(page) == MAX_LIMIT and total == MAX_LIMIT + 50
+        assert len(s.query(limit=0)[0]) == 1
+    finally:
+        s.stop()
+
+
+def test_delete_removes_the_row_and_its_files_but_not_a_shared_clip(store: EventStore) -> None:
+    a = add(store, track_id=1, start=1000.0, end=1001.0)
+    b = add(store, track_id=2, start=1000.5, end=1002.0)
+    clip = media(store, "shared.mp4", 1000)
+    snap = store.directory / "snap_a.jpg"
+    snap.write_bytes(b"x" * 100)
+    store.set_clip(a, clip, 1000)
+    store.set_clip(b, clip, 1000)
+    store.set_snapshot(a, snap, 100)
+    assert store.flush()
+    assert store.get(a).clip == "clips/shared.mp4" and store.get(a).snapshot == "snap_a.jpg"
+    assert store.get(a).to_dict()["clip"] == f"/clips/{a}.mp4"
+    assert store.media_path(a, "clip") == clip
+    assert store.status()["clip_bytes"] == 1000  # counted once
+
+    assert store.delete(a)
+    assert store.get(a) is None and not snap.exists() and clip.exists()  # b still uses the clip
+    assert store.delete(b)
+    assert not clip.exists()
+    assert not store.delete(b)
+
+
+def test_clips_no_event_names_are_removed_at_start(tmp_path: Path) -> None:
+    s = EventStore(tmp_path, min_free_gb=0, retain_days=0)
+    s.start()
+    event_id = add(s, start=1000.0, end=1001.0)
+    named = media(s, "named.mp4", 10)
+    s.set_clip(event_id, named, 10)
+    s.stop()
+    orphan = media(s, "orphan.mp4", 10)
+    part = media(s, "recording.mp4.part", 10)  # the clip recorder's business
+    s.start()
+    s.stop()
+    assert named.exists() and part.exists() and not orphan.exists()
+
+
+def test_a_clip_for_a_vanished_event_is_deleted(store: EventStore) -> None:
+    clip = media(store, "lost.mp4", 10)
+    store.set_clip(424242, clip, 10)
+    assert store.flush()
+    assert not clip.exists()
+
+
+def test_retention_by_age_deletes_whole_old_events_oldest_first(tmp_path: Path) -> None:
+    now = time.time()
+    s = EventStore(tmp_path, min_free_gb=0, retain_days=30, retention_s=0.2)
+    s.start()
+    try:
+        old = add(s, track_id=1, start=now - 40 * DAY, end=now - 40 * DAY + 5)
+        kept = add(s, track_id=2, start=now - 20 * DAY, end=now - 20 * DAY + 5)
+        still_open = add(s, track_id=3, start=now - 50 * DAY)  # an open event is never aged out
+        clip = media(s, "old.mp4", 100)
+        s.set_clip(old, clip, 100)
+        assert s.flush()
+        wait_for(lambda: s.get(old) is None, 5, what="the old event to go")
+        assert not clip.exists() and s.get(kept) is not None and s.get(still_open) is not None
+        assert s.status()["retention"]["deleted_events"] == 1
+    finally:
+        s.stop()
+
+
+def test_retention_by_bytes_drops_the_oldest_media_and_keeps_the_rows(tmp_path: Path) -> None:
+    s = EventStore(tmp_path, min_free_gb=0, retain_days=0, max_gb=2500 / 1e9, retention_s=0.2, check_s=0.2)
+    s.start()
+    try:
+        ids, files = [], []
+        for i in range(5):
+            event_id = add(s, track_id=i, start=1000.0 + i, end=1000.5 + i)
+            path = media(s, f"c{i}.mp4", 1000)
+            s.set_clip(event_id, path, 1000)
+            ids.append(event_id)
+            files.append(path)
+        assert s.flush()
+        wait_for(lambda: s.status()["clip_bytes"] <= 2500, 5, what="retention by bytes")
+        assert [p.exists() for p in files] == [False, False, False, True, True]
+        assert all(s.get(i) is not None for i in ids)  # the timeline keeps the rows
+        assert s.get(ids[0]).clip is None and s.get(ids[4]).clip == "clips/c4.mp4"
+    finally:
+        s.stop()
+
+
+def test_a_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
+    s = EventStore(
+        tmp_path, min_free_gb=0, retain_days=0, queue_size=3
+    )  # not started: nothing drains the queue
+    began = time.perf_counter()
+    ids = [s.track_started("cam", i, "person", 0.5, 1000.0 + i) for i in range(10)]
+    assert time.perf_counter() - began < 0.05
+    assert ids[:3] == [1, 2, 3] and ids[3:] == [None] * 7
+    assert s.status()["dropped"] == 7
+    s.set_clip(1, tmp_path / "x.mp4", 1)
+    assert s.status()["dropped"] == 8
+
+
+def test_an_end_that_was_dropped_is_healed(store: EventStore) -> None:
+    event_id = add(store, track_id=5, start=time.time())
+    assert store.flush()
+    with store._lock:  # what a dropped "end" write leaves: the pipeline forgot it, the row is still open
+        store._open.clear()
+    wait_for(lambda: store.get(event_id).end is not None, 5, what="the heartbeat to close the row")
+
+
+KILLED = textwrap.dedent(
+    """
+    import sys, time
+    from edgecam.events.store import EventStore
+    s = EventStore(sys.argv[1], min_free_gb=0, retain_days=0, check_s=0.2)
+    s.start()
+    now = time.time()
+    for i in range(5):
+        s.track_started("cam", i, "person", 0.5, now - 10 + i)
+    for i in range(3):
+        s.track_ended("cam", i, now - 5 + i)
+    s.track_updated("cam", 4, zone="porch")
+    assert s.flush()
+    time.sleep(0.5)  # a heartbeat or two on the open rows
+    print("ready", flush=True)
+    for i in range(5, 100000):  # keeps writing until killed
+        s.track_started("cam", i, "car", 0.5, time.time())
+        time.sleep(0.001)
+    """
+)
+
+
+@pytest.mark.slow
+def test_kill_9_keeps_committed_events_and_the_next_start_closes_open_ones(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        killed_at = time.time()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+
+    s = EventStore(tmp_path, min_free_gb=0, retain_days=0)
+    s.start()
+    try:
+        persons, total = s.query(label="person")
+        assert total == 5
+        by_track = {r.track_id: r for r in persons}
+        assert [by_track[i].end is not None for i in range(5)] == [True] * 5  # nothing left open
+        assert by_track[4].zones == ("porch",)
+        for i in (3, 4):  # closed at their last heartbeat, before the kill
+            assert by_track[i].start < by_track[i].end <= killed_at
+        cars, _ = s.query(label="car", limit=1000)
+        assert s.recovered >= 2 + len(cars) - 0  # every open row was closed
+        assert s.query()[1] == s.status()["events"]
+        page, _ = s.query(limit=1000)
+        assert all(r.end is not None for r in page)
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path):
+    """A real 2 MB tmpfs (needs root); skipped where it cannot be mounted."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_low_disk_frees_old_media_then_pauses_and_says_why(tiny_fs: Path) -> None:
+    s = EventStore(
+        tiny_fs, retain_days=0, min_free_gb=0.8e6 / 1e9, check_s=0.1, retention_s=0.1
+    )  # floor: 0.8 MB of 2 MB
+    s.start()
+    try:
+        clip_ids = []
+        for i in range(3):
+            event_id = add(s, track_id=i, start=1000.0 + i, end=1001.0 + i)
+            s.set_clip(event_id, media(s, f"c{i}.mp4", 250_000), 250_000)
+            clip_ids.append(event_id)
+        assert s.flush()
+        wait_for(lambda: s.status()["free_bytes"] is not None, 5, what="a disk check")
+        assert s.pause_reason is None
+        ballast = tiny_fs / "ballast"  # someone else fills the disk to the brim
+        with contextlib.suppress(OSError), open(ballast, "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        wait_for(lambda: s.recording_paused, 5, what=f"recording to pause {s.status()}")
+        status = s.status()
+        assert (
+            status["paused"]
+            and "low disk" in status["pause_reason"]
+            and "min_free_gb" in status["pause_reason"]
+        )
+        assert all(s.get(i).clip is None for i in clip_ids)  # our old media went first
+        began = time.perf_counter()
+        for i in range(200):  # the caller never blocks, whatever the disk does
+            s.track_started("cam", 100 + i, "person", 0.5, 2000.0 + i)
+        assert time.perf_counter() - began < 0.5
+        ballast.unlink()
+        wait_for(lambda: not s.recording_paused, 5, what="recording to resume")
+        assert s.status()["pause_reason"] is None
+    finally:
+        s.stop()
