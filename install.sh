@@ -332,7 +332,7 @@ plan_models() {  # from_dir coral(yes/no)
         fi
     else
         for id in "${REQUIRED_IDS[@]}"; do drop_id OPTIONAL_IDS "$id"; done
-        note "embedded (from ${from_dir/#$SRC_DIR/the checkout}, no download): ${REQUIRED_IDS[*]}"
+        note "embedded (copied from $from_dir, no download): ${REQUIRED_IDS[*]}"
     fi
     return 0
 }
@@ -382,6 +382,7 @@ bring_models() {  # dest allow_download(0/1)
             fail "could not download and verify ${req_dl[*]} (no network? see $LOG)"
     fi
     if [ ${#opt_local[@]} -gt 0 ]; then
+        note "copying and verifying the optional ${opt_local[*]}"
         run "${EDGECAM_CMD[@]}" models fetch --model-dir "$dest" "${from[@]}" "${opt_local[@]}" ||
             note "WARNING: could not copy ${opt_local[*]} (see $LOG); carrying on without them"
     fi

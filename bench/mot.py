@@ -76,8 +76,21 @@ def tlwh_to_xyxy(tlwh: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_tracker(seq_dir: Path, min_score: float, settings: dict) -> tuple[np.ndarray, list[float]]:
-    """Track one sequence; returns MOT result rows (frame, id, x, y, w, h) and per-update seconds."""
+def read_camera_motion(seq_dir: Path) -> dict[int, np.ndarray]:
+    """Camera motion per frame from `<seq>/cmc.txt`: rows `frame,a00,a01,a02,a10,a11,a12`, the 2x3 affine
+    matrix mapping pixel coordinates of frame-1 to frame (e.g. from a global-motion estimator)."""
+    rows = np.loadtxt(seq_dir / "cmc.txt", delimiter=",", ndmin=2)
+    return {int(r[0]): r[1:7].reshape(2, 3) for r in rows}
+
+
+def run_tracker(
+    seq_dir: Path, min_score: float, settings: dict, cmc: bool = False
+) -> tuple[np.ndarray, list[float]]:
+    """Track one sequence; returns MOT result rows (frame, id, x, y, w, h) and per-update seconds.
+
+    With cmc, the camera motion from `<seq>/cmc.txt` is passed to `update(camera_motion=...)`.
+    """
+    motion = read_camera_motion(seq_dir) if cmc else {}
     dets = np.loadtxt(seq_dir / "det" / "det.txt", delimiter=",", ndmin=2)
     dets = dets[dets[:, 6] >= min_score]
     by_frame = group_by_frame(dets)
@@ -90,7 +103,8 @@ def run_tracker(seq_dir: Path, min_score: float, settings: dict) -> tuple[np.nda
         boxes = tlwh_to_xyxy(rows[:, 2:6])
         scores = rows[:, 6].copy()
         t0 = time.perf_counter()
-        tracks = tracker.update(boxes, scores)
+        m = motion.get(frame)
+        tracks = tracker.update(boxes, scores) if m is None else tracker.update(boxes, scores, camera_motion=m)
         times.append(time.perf_counter() - t0)
         for t in tracks:
             x1, y1, x2, y2 = t.box
@@ -138,12 +152,12 @@ def accumulate(gt_path: Path, results: np.ndarray, length: int):
 COUNTS = ("idtp", "idfp", "idfn", "num_false_positives", "num_misses", "num_switches", "num_objects")
 
 
-def sequence_counts(data_dir: Path, name: str, min_score: float, settings: dict) -> dict:
+def sequence_counts(data_dir: Path, name: str, min_score: float, settings: dict, cmc: bool = False) -> dict:
     """Track and score one sequence (no timing); returns the additive counts behind IDF1 and MOTA."""
     import motmetrics as mm
 
     seq_dir = data_dir / name
-    results, _ = run_tracker(seq_dir, min_score, settings)
+    results, _ = run_tracker(seq_dir, min_score, settings, cmc)
     acc = accumulate(seq_dir / "gt" / "gt.txt", results, read_length(seq_dir))
     row = mm.metrics.create().compute(acc, metrics=list(COUNTS)).iloc[0]
     return {key: int(row[key]) for key in COUNTS}
@@ -187,6 +201,7 @@ def leave_one_out(
     min_score: float = 0.1,
     base: dict | None = None,
     log=None,
+    cmc: bool = False,
 ) -> dict:
     """Tune on all but one sequence, score on that one, for each; plus the all-sequences choice."""
     base = base or {}
@@ -195,7 +210,7 @@ def leave_one_out(
     t0 = time.perf_counter()
     for i, point in enumerate(points):
         settings = {**base, **point}
-        counts.append({n: sequence_counts(data_dir, n, min_score, settings) for n in sequences})
+        counts.append({n: sequence_counts(data_dir, n, min_score, settings, cmc) for n in sequences})
         if log:
             row = {n: combine([counts[-1][n]]) for n in sequences}
             text = " ".join(f"{n[6:8]}:{m['idf1']:.1f}/{m['mota']:.1f}/{m['id_switches']}" for n, m in row.items())
@@ -291,6 +306,7 @@ def run(
     settings: dict | None = None,
     timing: bool = True,
     repeat: int = 3,
+    cmc: bool = False,
 ) -> dict:
     """Track and score the sequences; returns a JSON-able report.
 
@@ -300,15 +316,21 @@ def run(
     import motmetrics as mm
 
     settings = settings or {}
-    report: dict = {"sequences": {}, "settings": settings, "min_score": min_score, "timing_repeat": repeat}
+    report: dict = {
+        "sequences": {},
+        "settings": settings,
+        "min_score": min_score,
+        "timing_repeat": repeat,
+        "camera_motion": cmc,
+    }
     accs, names = [], []
     total_ms, total_frames = 0.0, 0
     for name in sequences:
         seq_dir = data_dir / name
-        results, times = run_tracker(seq_dir, min_score, settings)
+        results, times = run_tracker(seq_dir, min_score, settings, cmc)
         runs = [1000.0 * float(np.mean(times))]
         for _ in range(repeat - 1):
-            runs.append(1000.0 * float(np.mean(run_tracker(seq_dir, min_score, settings)[1])))
+            runs.append(1000.0 * float(np.mean(run_tracker(seq_dir, min_score, settings, cmc)[1])))
         write_results(out_dir / f"{name}.txt", results)
         accs.append(accumulate(seq_dir / "gt" / "gt.txt", results, read_length(seq_dir)))
         names.append(name)
@@ -388,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--loo", action="store_true", help="leave-one-sequence-out tuning over the grid")
     parser.add_argument(
+        "--cmc", action="store_true", help="pass each sequence's camera motion (<seq>/cmc.txt) to the tracker"
+    )
+    parser.add_argument(
         "--grid",
         type=_parse_grid,
         action="append",
@@ -402,14 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.loo:
         grid = dict(args.grid) if args.grid else LOO_GRID
         log = None if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
-        report = leave_one_out(data_dir, args.seq, grid, args.min_score, dict(args.set), log)
+        report = leave_one_out(data_dir, args.seq, grid, args.min_score, dict(args.set), log, args.cmc)
         if args.json:
             print(json.dumps(report, indent=2))
         else:
             print(format_loo(report))
         return 0
     report = run(
-        data_dir, args.seq, args.out, args.min_score, dict(args.set), not args.no_timing, args.repeat
+        data_dir, args.seq, args.out, args.min_score, dict(args.set), not args.no_timing, args.repeat, args.cmc
     )
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0

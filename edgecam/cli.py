@@ -200,11 +200,29 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{path}: ok")
     print(f"  camera   {c.camera.source} {c.camera.width}x{c.camera.height} @ {c.camera.fps:g} fps")
     print(f"  detector ladder {ladder}; threshold {c.detector.threshold:g}; classes {classes}")
-    print(f"  models   {loaded.resolve(c.detector.model_dir)}")
-    print(
-        f"  stream   http://{c.stream.bind}:{c.stream.port}/ at ≤ {c.stream.fps:g} fps, quality {c.stream.quality}"
-    )
+    print(f"  models   {loaded.resolve(c.detector.model_dir)} (and the model that ships with edgecam)")
+    print(f"  stream   {_stream_url(c.stream.bind, c.stream.port)} at ≤ {c.stream.fps:g} fps, quality {c.stream.quality}")
+    mode = c.stream.auth_mode
+    if mode == "none":
+        print("  access   no password: anyone who can reach the port sees the stream (set stream.password_file)")
+    else:
+        file = loaded.resolve(c.stream.password_file or "")
+        state = "" if file.is_file() else f" — {file} does not exist yet: `edgecam password set --file {file}`"
+        print(f"  access   password required ({mode}, user '{c.stream.username}', hash in {file}){state}")
+    r = c.recording
+    clips = f"clips {r.pre_s:g} s before to {r.post_s:g} s after" if r.enabled else "no clips"
+    print(f"  events   {loaded.resolve(r.dir)}: event list, {clips}, kept {r.retain_days:g} days / {r.max_gb:g} GB")
     return 0
+
+
+def _stream_url(bind: str, port: int) -> str:
+    """The URL a person can open: a wildcard bind means every address of the box, so show this host's name."""
+    import socket
+
+    if bind in ("0.0.0.0", "::", ""):
+        return f"http://{socket.gethostname()}:{port}/ (every address of this machine)"
+    host = f"[{bind}]" if ":" in bind else bind
+    return f"http://{host}:{port}/"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

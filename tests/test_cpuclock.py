@@ -6,8 +6,8 @@ import os
 import threading
 import time
 
-from edgecam.ladder import cpuclock
-from edgecam.ladder.cpuclock import ThreadClock, contention
+from edgecam.detect import cpuclock
+from edgecam.detect.cpuclock import ThreadClock, contention
 
 from support import CpuHog
 
@@ -21,20 +21,24 @@ def spin(seconds: float) -> None:
 def measure(work) -> tuple[float, float, float]:
     """(wall, cpu, runnable) seconds of ``work()`` run in a fresh thread, as the inference thread would."""
     result: list[float] = []
+    readings = []
 
-    def target() -> None:
+    def target() -> None:  # no assert in here: a failure in a worker thread would be swallowed
         clock = ThreadClock()
         start, before = time.perf_counter(), clock.read()
         work()
         wall, after = time.perf_counter() - start, clock.read()
-        assert before.wait_s is not None and after.wait_s is not None, "schedstat is not exposed here"
-        cpu = after.cpu_s - before.cpu_s
-        result.extend([wall, cpu, cpu + after.wait_s - before.wait_s])
+        readings.extend([before, after])
+        result.append(wall)
 
     thread = threading.Thread(target=target)
     thread.start()
     thread.join(60)
-    return result[0], result[1], result[2]
+    assert not thread.is_alive() and len(readings) == 2, "the measuring thread did not finish"
+    before, after = readings
+    assert before.wait_s is not None and after.wait_s is not None, "schedstat is not exposed here"
+    cpu = after.cpu_s - before.cpu_s
+    return result[0], cpu, cpu + after.wait_s - before.wait_s
 
 
 def test_sleeping_is_not_waiting_for_a_cpu():

@@ -199,3 +199,69 @@ def test_edgetpu_manifest_model_names_its_cpu_twin(tmp_path, shared_models):
     with pytest.raises(EdgeTpuUnavailableError) as info:
         load_detector("ssd_mobilenet_v2_coco_edgetpu", tmp_path, manifest=manifest)
     assert info.value.cpu_twin == "ssd_mobilenet_v2_coco"
+
+
+# ---- columnar detections: the same results as the former per-row post-processing ---------------------------
+
+
+def per_row(detector, frame_bgr, chosen, output_size=None):
+    """The former Detector.detect post-processing, one Python object per row (kept here as the reference)."""
+    placement = detector._writer.write(frame_bgr)
+    detector.interpreter.invoke()
+    raw = detector._reader.read(detector.interpreter)
+    out_w, out_h = output_size or (frame_bgr.shape[1], frame_bgr.shape[0])
+    extent = (placement.height, placement.width, placement.height, placement.width)
+    boxes = np.clip(raw.boxes / extent, 0.0, 1.0)
+    floor = min([chosen.threshold, *chosen.thresholds.values()])
+    keep = raw.scores >= floor
+    rows = []
+    for (ymin, xmin, ymax, xmax), class_id, score in zip(
+        boxes[keep], raw.classes[keep], raw.scores[keep], strict=True
+    ):
+        label = detector.label(int(class_id))
+        if score < chosen.threshold_for(label) or (chosen.classes and label not in chosen.classes):
+            continue
+        if (xmax - xmin) * (ymax - ymin) < chosen.min_area:
+            continue
+        box = (float(xmin * out_w), float(ymin * out_h), float(xmax * out_w), float(ymax * out_h))
+        rows.append((label, int(class_id), float(score), box))
+    rows.sort(key=lambda d: d[2], reverse=True)
+    return rows
+
+
+FILTERS = [
+    DetectionFilter(threshold=0.0),
+    DetectionFilter(threshold=0.3),
+    DetectionFilter(),
+    DetectionFilter(classes=frozenset({"person", "cat", "tie"}), threshold=0.2, thresholds={"tie": 0.1}),
+    DetectionFilter(threshold=0.1, min_area=0.05),
+]
+
+
+@pytest.mark.parametrize("model", [V1, A050])
+@pytest.mark.parametrize("name", ["cat.bmp", "grace_hopper.bmp"])
+@pytest.mark.parametrize("chosen", FILTERS, ids=range(len(FILTERS)))
+def test_columnar_detections_equal_the_per_row_results(detectors, media_dir, cv2, model, name, chosen):
+    det, img = detectors[model], image(media_dir, cv2, name)
+    for output_size in (None, (1920, 1080)):
+        expected = per_row(det, img, chosen, output_size)
+        found = det.detect(img, output_size=output_size, detection_filter=chosen)
+        assert len(found) == len(expected)
+        assert [(d.label, d.class_id, d.score, d.box) for d in found] == expected  # exactly, row by row
+        assert found.labels == [r[0] for r in expected]
+        assert found.boxes.shape == (len(expected), 4) and found.scores.dtype == np.float64
+        if len(found):
+            assert found[0] == next(iter(found)) and found[-1].score == min(r[2] for r in expected)
+
+
+def test_columnar_selection_and_per_class_minimum(detectors, media_dir, cv2):
+    det, img = detectors[V1], image(media_dir, cv2, "grace_hopper.bmp")
+    everything = det.detect(img, detection_filter=DetectionFilter(threshold=0.1))
+    strict = DetectionFilter(threshold=0.5, thresholds={"tie": 0.2})
+    minimum = det.min_scores(strict, everything.class_ids)
+    assert minimum.tolist() == pytest.approx([strict.threshold_for(label) for label in everything.labels])
+    confident = everything[everything.scores >= minimum]
+    assert [d.label for d in confident] == [
+        d.label for d in everything if d.score >= strict.threshold_for(d.label)
+    ]
+    assert len(everything[:0]) == 0 and not everything[:0]

@@ -240,3 +240,171 @@ def test_irregular_timestamps_follow_motion_in_seconds() -> None:
     assert seen == {1}
     (tr,) = tracks
     assert tr.velocity == pytest.approx((150, 40), rel=0.15)
+
+
+# ---------------------------------------------------------------- direction consistency, recovery, camera motion
+
+
+def _track_moving_right(tracker, frames: int = 10, speed: float = 8.0) -> float:
+    """Feed a 40x100 box moving right at `speed` px/frame along y=300; returns its last centre x."""
+    for f in range(frames):
+        feed(tracker, [box(100 + speed * f, 300)])
+    return 100 + speed * (frames - 1)
+
+
+def _continue_with(direction_weight: float) -> tuple[float, float]:
+    """A track moving right meets two detections: one straight ahead, one beside its path with a slightly
+    larger IoU with the predicted box. Returns the centre of the track after the update."""
+    tracker = make_tracker(30.0, direction_weight=direction_weight)
+    x = _track_moving_right(tracker)
+    pred = x + 8
+    beside = box(pred, 300 + 19)  # IoU with the prediction ~ (100-19)/(100+19) = 0.68
+    ahead = box(pred + 8, 300)  # IoU ~ (40-8)/(40+8) = 0.67
+    (t,) = [t for t in feed(tracker, [beside, ahead]) if t.id == 1]
+    return ((t.box[0] + t.box[2]) / 2, (t.box[1] + t.box[3]) / 2)
+
+
+def test_direction_term_prefers_the_detection_ahead() -> None:
+    # IoU alone takes the detection beside the path; the direction-consistency term takes the one ahead.
+    cx, cy = _continue_with(0.0)
+    assert cy > 305
+    cx, cy = _continue_with(0.2)
+    assert cy == pytest.approx(300, abs=1) and cx > 180
+
+
+def test_direction_cost_signs_and_confidence() -> None:
+    from edgecam.track.association import direction_cost
+
+    direction = np.array([[1.0, 0.0]])
+    origin = np.array([[0.0, 0.0]])
+    centres = np.array([[50.0, 0.0], [0.0, 50.0], [-50.0, 0.0], [0.5, 0.0]])
+    cost = direction_cost(direction, np.array([1.0]), origin, centres)
+    assert cost[0, 0] == pytest.approx(0.5, abs=1e-3)  # straight ahead
+    assert cost[0, 1] == pytest.approx(0.0, abs=1e-3)  # at right angles
+    assert cost[0, 2] == pytest.approx(-0.5, abs=1e-3)  # straight back
+    # No confidence in the track's direction: no say. Detections within the noise of the origin: little.
+    assert np.all(direction_cost(direction, np.array([0.0]), origin, centres) == 0.0)
+    noisy = direction_cost(direction, np.array([1.0]), origin, centres, noise=np.array([5.0]))
+    assert noisy[0, 0] == pytest.approx(0.5 * 50 / 55, abs=1e-3)
+    assert abs(noisy[0, 3]) < 0.05
+
+
+def test_crossing_objects_keep_ids_with_direction_term() -> None:
+    for weight in (0.2, 0.4):
+        tracker = make_tracker(30.0, direction_weight=weight)
+        history: dict[int, list[float]] = {}
+        for f in range(60):
+            a = box(100 + 5 * f, 200 + f)  # right and slightly down
+            b = box(400 - 5 * f, 260 - f)  # left and slightly up, crossing a around f = 30
+            dets = [a] if 28 <= f < 33 else [a, b]  # b hidden behind a while they cross
+            for t in feed(tracker, dets):
+                history.setdefault(t.id, []).append((t.box[0] + t.box[2]) / 2)
+        assert len(history) == 2
+        right, left = sorted(history.values(), key=lambda xs: xs[0])
+        assert np.all(np.diff(right) > 0) and np.all(np.diff(left) < 0)
+
+
+def test_direction_lag_is_in_seconds() -> None:
+    # The direction is measured between observations direction_lag_s apart, whatever the frame rate.
+    for fps, lag_frames in ((30.0, 3), (10.0, 1), (60.0, 6)):
+        assert make_tracker(fps, direction_lag_s=0.1)._lag == lag_frames
+    assert make_tracker(30.0, direction_lag_s=10.0)._lag == 8  # capped by the history kept per track
+
+
+def test_recovery_iou_gates_observation_centric_recovery() -> None:
+    # A track whose prediction overshoots (the object stopped while unseen) is recovered from its last
+    # observed box only if the new detection overlaps that box by at least recovery_iou.
+    def run(recovery_iou: float) -> set[int]:
+        tracker = make_tracker(10.0, recovery_iou=recovery_iou, max_age_s=2.0)
+        seen: set[int] = set()
+        for f in range(10):
+            seen.update(t.id for t in feed(tracker, [box(100 + 20 * f, 300)]))
+        for _ in range(6):  # unseen for 0.6 s: the prediction runs on ~120 px
+            feed(tracker, [])
+        for _ in range(3):  # stopped 10 px past the last observation
+            seen.update(t.id for t in feed(tracker, [box(290, 300)]))
+        return seen
+
+    assert run(0.5) == {1}  # IoU with the last observed box (280) ~ 0.6
+    assert run(0.7) == {1, 2}
+
+
+def test_camera_motion_shifts_predictions() -> None:
+    # A still object filmed by a camera panning so fast that its image moves 30 px/frame, more than its box
+    # overlaps from one frame to the next. Told the camera motion, the tracker follows it with one id;
+    # without, the object is lost.
+    def run(with_motion: bool) -> list[list[int]]:
+        tracker = make_tracker(30.0)
+        pan = np.array([[1.0, 0.0, 30.0], [0.0, 1.0, 0.0]])
+        still = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        x, reported = 100.0, []
+        for f in range(12):
+            moving = f >= 3  # the pan starts after the track is established (at rest)
+            x += 30.0 if moving else 0.0
+            motion = (pan if moving else still) if with_motion else None
+            tracks = tracker.update(np.array([box(x, 300)]), np.array([0.9]), camera_motion=motion)
+            reported.append(ids(tracks))
+        return reported
+
+    assert run(True)[1:] == [[1]] * 11
+    assert run(False)[-1] == []
+
+
+def test_camera_motion_moves_track_boxes_and_velocity() -> None:
+    tracker = make_tracker(30.0)
+    for f in range(10):
+        feed(tracker, [box(100 + 2 * f, 300)])
+    before = tracker._t.copy()
+    # Translate by (50, -20) and scale by 1.1 about the origin.
+    affine = np.array([[1.1, 0.0, 50.0], [0.0, 1.1, -20.0]])
+    tracker._warp(affine)
+    after = tracker._t
+    assert after[0, 0] == pytest.approx(1.1 * before[0, 0] + 50)
+    assert after[0, 1] == pytest.approx(1.1 * before[0, 1] - 20)
+    assert after[0, 2:4] == pytest.approx(1.1 * before[0, 2:4])
+    assert after[0, 4] == pytest.approx(1.1 * before[0, 4])
+    assert after[0, 40] == pytest.approx(1.1 * before[0, 40] + 50)  # last observation too
+    with pytest.raises(ValueError, match="camera_motion"):
+        tracker.update(np.zeros((0, 4)), np.zeros(0), camera_motion=np.eye(3))
+
+
+def test_update_interface_unchanged() -> None:
+    params = inspect.signature(make_tracker(30.0).update).parameters
+    assert list(params)[:4] == ["boxes_xyxy", "scores", "classes", "timestamp"]
+    assert params["classes"].default is None and params["timestamp"].default is None
+    assert params["camera_motion"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert params["camera_motion"].default is None
+    # Positional calls as the pipeline makes them.
+    tracker = make_tracker(30.0)
+    for i in range(3):
+        tracks = tracker.update(np.array([box(100, 100)]), np.array([0.9]), np.array([2]), 0.1 * i)
+    assert [t.class_id for t in tracks] == [2]
+
+
+def test_new_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match=r"tracker\.direction_weight: must be in \[0, 1\]"):
+        make_tracker(direction_weight=1.5)
+    with pytest.raises(ValueError, match=r"tracker\.direction_lag_s: must be > 0"):
+        make_tracker(direction_lag_s=0)
+    with pytest.raises(ValueError, match=r"tracker\.recovery_iou: must be in \(0, 1\]"):
+        make_tracker(recovery_iou=0.0)
+    with pytest.raises(TypeError, match=r"tracker\.direction_weight: must be a finite number"):
+        make_tracker(direction_weight="0.2")
+
+
+def test_settings_can_be_swapped_between_frames() -> None:
+    # The pipeline replaces `tracker.settings` on a config reload; derived values must follow.
+    tracker = make_tracker(30.0)
+    feed(tracker, [box(100, 100)])
+    tracker.settings = TrackerSettings(direction_lag_s=0.2)
+    assert tracker._lag == 6
+    feed(tracker, [box(101, 100)])
+
+
+def test_import_needs_no_opencv() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, edgecam.track; print('cv2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

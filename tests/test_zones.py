@@ -141,7 +141,7 @@ def test_event_json():
     assert data == {
         "camera": "cam1", "event": "line_crossed", "track_id": 7, "label": "person", "score": 0.812,
         "box": [1.0, 2, 3, 4], "zone": None, "line": "gate", "direction": "in", "duration_s": None,
-        "timestamp": "2024-05-01T12:00:00.500+00:00",
+        "timestamp": "2024-05-01T12:00:00.500+00:00", "event_id": None, "clip": None,
     }  # fmt: skip
 
 

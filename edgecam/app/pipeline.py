@@ -260,8 +260,11 @@ class Pipeline:
         self.chain = CameraChain(config, spec, self.switcher, realtime)
         self.events = build_event_hub(
             config, loaded.resolve, lambda class_id: self.chain.inference.detector.label(class_id),
-            self.chain.encoder.encode, classes=config.detector.classes,
+            self.chain.encoder.encode, classes=config.detector.classes, stream_fps=config.stream.fps,
+            public_url=getattr(config.stream, "public_url", None),
         )  # fmt: skip
+        if self.events.recorder is not None:
+            self.chain.encoder.subscribe_images(self.events.recorder)
         self.chain.attach_events(self.events, config, self._on_output)
         self.metrics = Metrics(self.status)
         self.authenticator: Authenticator = authenticator_for(config.stream, loaded.resolve, self.bind)

@@ -1,4 +1,4 @@
-"""Config sections for events: ``mqtt``, ``zones``, ``lines`` and ``snapshots``.
+"""Config sections for events: ``mqtt``, ``zones``, ``lines``, ``snapshots`` and ``recording``.
 
 Built from the same blocks as :mod:`edgecam.config` (:mod:`edgecam.config.rules`): frozen, unknown keys
 rejected, value rules with messages a user understands.
@@ -18,6 +18,7 @@ __all__ = [
     "LineConfig",
     "Lines",
     "MqttConfig",
+    "RecordingConfig",
     "SnapshotConfig",
     "ZoneConfig",
     "Zones",
@@ -167,3 +168,25 @@ class SnapshotConfig(Section):
         200_000_000, description="the oldest files are deleted so the folder stays under this size"
     )
     classes: list[Label] = Field(default_factory=list, description="classes saved; empty = every class")
+
+
+class RecordingConfig(Section):
+    """Event memory: every confirmed track becomes a row of ``<dir>/events.db`` (always); with ``enabled``
+    also an H.264 clip from ``pre_s`` before its start to ``post_s`` after its end."""
+
+    enabled: bool = Field(True, description="record clips of events (the event list is kept either way)")
+    dir: str = Field(
+        "data", description="events.db, clips/ and snapshots/ live here; relative paths are relative to the config file"
+    )
+    pre_s: Annotated[float, AfterValidator(between(0, 30))] = Field(5.0, description="seconds kept before an event")
+    post_s: Annotated[float, AfterValidator(between(0, 120))] = Field(5.0, description="seconds kept after an event")
+    retain_days: Annotated[float, AfterValidator(between(0.01, 3650))] = Field(
+        14.0, description="events (and their clips) older than this are deleted"
+    )
+    max_gb: Annotated[float, AfterValidator(between(0.01, 100_000))] = Field(
+        10.0, description="clips and snapshots together stay under this; the oldest lose their media first"
+    )
+    min_free_gb: Annotated[float, AfterValidator(between(0, 100_000))] = Field(
+        1.0, description="below this much free disk, recording pauses (shown in the status) instead of filling it"
+    )
+    classes: list[Label] = Field(default_factory=list, description="classes that get clips; empty = every class")

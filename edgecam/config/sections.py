@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, InstanceOf, model_validator
 
-from edgecam.config.events import Lines, MqttConfig, Points, SnapshotConfig, Zones
+from edgecam.config.events import Lines, MqttConfig, Points, RecordingConfig, SnapshotConfig, Zones
 from edgecam.config.rules import Fraction, Label, NonNegativeFloat, Port, PositiveFloat, Section, between
 from edgecam.detect.manifest import load_manifest
 from edgecam.track.settings import TrackerSettings, make_settings
@@ -195,7 +195,7 @@ class MotionConfig(Section):
 
     enabled: bool = Field(True, description="gate the detector on motion (false = detect on every frame)")
     threshold: Annotated[int, AfterValidator(between(1, 255))] = Field(
-        25, description="grey-level difference (0-255) between a pixel and the background that counts as motion"
+        25, description="grey-level difference (0-255) from the background that counts as motion"
     )
     min_area: Fraction = Field(
         0.002, description="fraction of the frame (outside the masks) that must change to count as motion"
@@ -239,6 +239,7 @@ class Config(Section):
     zones: Zones = Field(default_factory=list)
     lines: Lines = Field(default_factory=list)
     snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)
 
     def tracker_settings(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ LIVE_KEYS = (
 )  # fmt: skip
 RESTART_KEYS = (
     "camera", "detector.model_dir", "detector.ladder", "detector.threads", "detector.edgetpu_device",
-    "stream.bind", "stream.port", "mqtt", "zones", "lines", "snapshots",
+    "stream.bind", "stream.port", "mqtt", "zones", "lines", "snapshots", "recording",
 )  # fmt: skip
 
 

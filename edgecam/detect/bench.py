@@ -13,7 +13,7 @@ import numpy as np
 from edgecam.detect import load_detector
 from edgecam.detect.manifest import load_manifest
 from edgecam.detect.store import verified_path
-from edgecam.ladder.cpuclock import contention
+from edgecam.detect.cpuclock import contention
 from edgecam.vision import cv2
 
 

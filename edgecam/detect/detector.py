@@ -15,7 +15,7 @@ from edgecam.detect.manifest import Manifest, ModelEntry, load_manifest
 from edgecam.detect.runtime import EdgeTpuUnavailableError, find_runtime, load_edgetpu_delegate
 from edgecam.detect.ssd import InputWriter, Layout, OutputReader, Resize
 from edgecam.detect.store import verified_path
-from edgecam.ladder.cpuclock import ThreadClock
+from edgecam.detect.cpuclock import ThreadClock
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class Timing:
     invoke_ms: float
     postprocess_ms: float
     # Inside invoke, the calling thread was on a CPU for invoke_cpu_ms and runnable (on a CPU or waiting
-    # for one) for invoke_runnable_ms: their ratio is the CPU contention (see edgecam.ladder.cpuclock).
+    # for one) for invoke_runnable_ms: their ratio is the CPU contention (see edgecam.detect.cpuclock).
     invoke_cpu_ms: float = 0.0
     invoke_runnable_ms: float = 0.0
 

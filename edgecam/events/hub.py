@@ -7,15 +7,17 @@ Nothing in here raises into the pipeline: a failure is logged (rate-limited) and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from edgecam.config.events import LineConfig, MqttConfig, SnapshotConfig, ZoneConfig
+from edgecam.config.events import LineConfig, MqttConfig, RecordingConfig, SnapshotConfig, ZoneConfig
 from edgecam.events.discovery import discovery_messages
 from edgecam.events.model import Event
 from edgecam.events.mqtt import MqttPublisher
@@ -23,6 +25,10 @@ from edgecam.events.snapshots import SnapshotStore, snapshot_name
 from edgecam.events.zones import ZoneCounter
 from edgecam.infer.result import OutputFrame
 from edgecam.track import TrackEvent
+
+if TYPE_CHECKING:  # PyAV and SQLite load only when recording is configured
+    from edgecam.events.clips import ClipRecorder
+    from edgecam.events.store import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,7 @@ class EventsConfig(Protocol):
     zones: Sequence[ZoneConfig]
     lines: Sequence[LineConfig]
     snapshots: SnapshotConfig
+    recording: RecordingConfig
 
 
 class EventHub:
@@ -46,6 +53,10 @@ class EventHub:
         snapshots: SnapshotStore | None = None,
         encode: Callable[[OutputFrame], bytes] | None = None,
         *,
+        store: EventStore | None = None,
+        recorder: ClipRecorder | None = None,
+        recording_classes: Iterable[str] = (),
+        public_url: str | None = None,
         classes: Iterable[str] = (),
         snapshot_classes: Iterable[str] = (),
         log_track_events: bool = False,
@@ -60,6 +71,10 @@ class EventHub:
         self.mqtt = mqtt
         self.snapshots = snapshots
         self._encode = encode
+        self.store = store
+        self.recorder = recorder
+        self._recording_classes = frozenset(recording_classes)
+        self._public_url = (public_url or "").rstrip("/")
         self._snapshot_classes = frozenset(snapshot_classes)
         self._mqtt_snapshots = mqtt is not None and mqtt.settings.snapshots_on_new_track
         self._log_track_events = log_track_events
@@ -71,6 +86,10 @@ class EventHub:
         self.errors = 0
 
     def start(self) -> None:
+        if self.store is not None:
+            self.store.start()
+        if self.recorder is not None:
+            self.recorder.start()
         if self.snapshots is not None:
             self.snapshots.start()
         if self.mqtt is not None:
@@ -78,6 +97,10 @@ class EventHub:
             self.mqtt.start()
 
     def stop(self) -> None:
+        if self.recorder is not None:
+            self.recorder.stop()
+        if self.store is not None:
+            self.store.stop()
         if self.snapshots is not None:
             self.snapshots.stop()
         if self.mqtt is not None:
@@ -122,21 +145,39 @@ class EventHub:
         if not events and not relabelled:
             return events
         self.counts = {**self._zero, **Counter(self._alive.values())}
-        for event in events:
-            self._emit(event)
-        for event in started:
+        for i, event in enumerate(events):
+            events[i] = self._emit(event, event.timestamp - offset)
+        for event in events[: len(started)]:  # the started events, now with their event ids
             self._snapshot(output, event)
         if self.mqtt is not None:
             self._publish_counts()
         return events
 
-    def _emit(self, event: Event) -> None:
+    def _emit(self, event: Event, monotonic_s: float) -> Event:
+        event = self._record(event, monotonic_s)
         self.events += 1
         self.recent.append(event.to_dict(self.camera))
         if self._log_track_events or event.kind not in ("track_started", "track_ended"):
             log.debug("%s", event.describe())
         if self.mqtt is not None:
             self.mqtt.publish_event(event)
+        return event
+
+    def _record(self, event: Event, monotonic_s: float) -> Event:
+        """The event store's row (always), and the clip recorder's start and end marks."""
+        if self.store is None:
+            return event
+        event_id = self.store.on_event(self.camera, event)
+        if event_id is None:
+            return event
+        clip = None
+        if self.recorder is not None and (not self._recording_classes or event.label in self._recording_classes):
+            clip = f"{self._public_url}/clips/{event_id}.mp4"
+            if event.kind == "track_started":
+                self.recorder.event_started(event_id, monotonic_s)
+            elif event.kind == "track_ended":
+                self.recorder.event_ended(event_id, monotonic_s)
+        return dataclasses.replace(event, event_id=event_id, clip=clip)
 
     def _snapshot(self, output: OutputFrame, event: Event) -> None:
         if self._encode is None:
@@ -167,6 +208,8 @@ class EventHub:
             "errors": self.errors,
             "mqtt": self.mqtt.status() if self.mqtt is not None else None,
             "snapshots": self.snapshots.status() if self.snapshots is not None else None,
+            "store": self.store.status() if self.store is not None else None,
+            "recording": self.recorder.status() if self.recorder is not None else None,
         }
 
     def draw(self, image: Any) -> None:
@@ -188,6 +231,8 @@ def build_event_hub(
     encode: Callable[[OutputFrame], bytes] | None,
     classes: Iterable[str] = (),
     configuration_url: str | None = None,
+    stream_fps: float = 15.0,
+    public_url: str | None = None,
 ) -> EventHub:
     """The hub for a config. ``resolve`` turns config paths into real ones (LoadedConfig.resolve);
     ``classes`` are the detector's classes (Home Assistant gets a binary sensor for each)."""
@@ -204,9 +249,43 @@ def build_event_hub(
                 m.discovery_prefix, publisher.topics, classes, config.zones, config.lines, configuration_url
             ):
                 publisher.publish_state(topic, payload)
+    r = config.recording
+    recording_dir = resolve(r.dir)
     s = config.snapshots
-    store = SnapshotStore(resolve(s.dir), s.max_files, s.max_bytes) if s.enabled else None
+    snapshot_dir = Path(s.dir) if Path(s.dir).is_absolute() else recording_dir / s.dir
+    snapshots = SnapshotStore(snapshot_dir, s.max_files, s.max_bytes) if s.enabled else None
+    event_store, recorder = build_recording(r, recording_dir, stream_fps)
     return EventHub(
-        m.camera_name, label_of, zones, publisher, store, encode,
-        classes=classes, snapshot_classes=s.classes,
+        m.camera_name, label_of, zones, publisher, snapshots, encode,
+        classes=classes, snapshot_classes=s.classes, store=event_store, recorder=recorder,
+        recording_classes=r.classes, public_url=public_url,
     )  # fmt: skip
+
+
+def build_recording(
+    r: RecordingConfig, directory: Path, fps: float
+) -> tuple[EventStore | None, ClipRecorder | None]:
+    """The event store (always: the event list survives restarts) and, with ``recording.enabled`` and
+    PyAV present, the clip recorder. A folder that cannot be used costs the memory, never the stream."""
+    from edgecam.events.store import EventStore
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        store = EventStore(directory, retain_days=r.retain_days, max_gb=r.max_gb, min_free_gb=r.min_free_gb)
+    except (OSError, sqlite3.Error) as exc:
+        log.error("recording.dir %s cannot be used (%s): events are not kept and no clips are recorded", directory, exc)
+        return None, None
+    if not r.enabled:
+        return store, None
+    try:
+        from edgecam.events.clips import ClipRecorder
+    except ImportError:
+        log.warning(
+            "recording.enabled, but PyAV is missing: no clips (Raspberry Pi OS: sudo apt install python3-av; "
+            "elsewhere: pip install 'edgecam[recording]'); the event list is kept"
+        )
+        return store, None
+    recorder = ClipRecorder(
+        store.clips_dir, r.pre_s, r.post_s, fps, on_clip=store.set_clip, paused=store.paused
+    )
+    return store, recorder

@@ -41,6 +41,10 @@ class Event:
     direction: Direction | None = None
     duration_s: float | None = None
     """For ``track_ended``: how long the track was seen."""
+    event_id: int | None = None
+    """The row of the event store this event belongs to (one per track), when there is a store."""
+    clip: str | None = None
+    """URL of the track's clip (complete some seconds after ``track_ended``), when clips are recorded."""
 
     def to_dict(self, camera: str) -> dict[str, Any]:
         """Every key is always present (null when it does not apply), so consumers need no guessing."""
@@ -56,6 +60,8 @@ class Event:
             "direction": self.direction,
             "duration_s": None if self.duration_s is None else round(self.duration_s, 2),
             "timestamp": iso_time(self.timestamp),
+            "event_id": self.event_id,
+            "clip": self.clip,
         }
 
     def to_json(self, camera: str) -> str:

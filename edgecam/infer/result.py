@@ -38,6 +38,7 @@ class OutputFrame:
     detected: bool = True
     jpeg: bytes | None = None
     jpeg_ready_at: float | None = None
+    annotated: bool = False  # drawn on once (boxes, zones, HUD) by the render stage
     jpeg_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property

@@ -8,7 +8,7 @@ when the bigger model's predicted rate stays at or above ``min_fps × up_margin`
 The prediction is the bigger model's own time per frame without contention (the fastest seen when it ran,
 or a probe at startup) times the CPU contention now. Contention is measured directly: during an invoke,
 the time the inference thread was runnable over the time it actually had a CPU (1.0 when it has a core
-to itself, about 2.2 with four busy processes on two cores; see ``edgecam.ladder.cpuclock``). Comparing the
+to itself, about 2.2 with four busy processes on two cores; see ``edgecam.detect.cpuclock``). Comparing the
 current model's latency with its own reference instead misreads both ways: a model that runs at the
 camera's rate gets slower than its probe without any outside load (cold caches after each idle gap, its
 own decode and encode work), which reads as load that never goes away.
@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edgecam.ladder.cpuclock import contention
+from edgecam.detect.cpuclock import contention
 
 
 @dataclass(frozen=True)

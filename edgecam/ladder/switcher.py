@@ -16,7 +16,7 @@ import numpy as np
 from edgecam.detect import Detector
 from edgecam.detect.manifest import Manifest
 from edgecam.ladder.controller import AdaptSettings, Decision, LadderController, Rung
-from edgecam.ladder.cpuclock import contention
+from edgecam.detect.cpuclock import contention
 
 log = logging.getLogger(__name__)
 

@@ -35,12 +35,18 @@ class EncoderSettings:
 
 
 class JpegSink(Protocol):
-    """Something that takes the encoder's JPEGs (the stream fan-out, a recorder…)."""
+    """Something that takes the encoder's JPEGs (the stream fan-out…)."""
 
     @property
     def wants_frames(self) -> bool: ...
 
     def send(self, jpeg: bytes) -> None: ...
+
+
+class ImageSink(Protocol):
+    """Something that takes every annotated output frame at the stream's rate cap (the clip recorder)."""
+
+    def push(self, image: np.ndarray, timestamp: float) -> bool: ...
 
 
 class JpegEncoder:
@@ -54,6 +60,7 @@ class JpegEncoder:
         self.annotate = annotate
         self._no_signal_reason = no_signal_reason
         self._sinks: list[JpegSink] = []
+        self._image_sinks: list[ImageSink] = []
         self._work = threading.Condition(threading.Lock())  # the encoder waits: new output or new demand
         self._pending: OutputFrame | None = None
         self._latest: OutputFrame | None = None
@@ -70,6 +77,10 @@ class JpegEncoder:
 
     def subscribe(self, sink: JpegSink) -> None:
         self._sinks.append(sink)
+
+    def subscribe_images(self, sink: ImageSink) -> None:
+        """Annotated frames go to ``sink`` always (a recorder needs them whether anyone watches or not)."""
+        self._image_sinks.append(sink)
 
     def demand_changed(self) -> None:
         """A sink's ``wants_frames`` changed (a viewer came or went): wake the encoder."""
@@ -110,6 +121,9 @@ class JpegEncoder:
     # ---- encoding -----------------------------------------------------------------------------------------
 
     def _wanted(self) -> bool:
+        return bool(self._image_sinks) or self._jpeg_wanted()
+
+    def _jpeg_wanted(self) -> bool:
         return any(sink.wants_frames for sink in self._sinks)
 
     def _run(self, generation: int) -> None:
@@ -128,7 +142,7 @@ class JpegEncoder:
                 return
             now = time.monotonic()
             if output is None:
-                if wanted and now - last_encode >= 1.0:
+                if self._jpeg_wanted() and now - last_encode >= 1.0:
                     reason = self._no_signal_reason()
                     if reason:
                         self._send(self._no_signal_card(reason))
@@ -138,16 +152,29 @@ class JpegEncoder:
                 continue
             last_encode = now
             try:
-                self._send(self.encode(output))
+                if self._image_sinks:
+                    self.annotated(output)
+                    for image_sink in self._image_sinks:
+                        image_sink.push(output.image, output.frame.timestamp)
+                if self._jpeg_wanted():
+                    self._send(self.encode(output))
             except Exception:  # one bad frame must not end the stream
-                log.exception("JPEG encoding failed for frame %d", output.frame.sequence)
+                log.exception("rendering failed for frame %d", output.frame.sequence)
+
+    def annotated(self, output: OutputFrame) -> np.ndarray:
+        """The output frame drawn on (boxes, zones, HUD), once, whoever asks first."""
+        with output.jpeg_lock:
+            if not output.annotated:
+                self.annotate(output)
+                output.annotated = True
+        return output.image
 
     def encode(self, output: OutputFrame) -> bytes:
         """The output frame's JPEG, made once (stream, snapshot or event, whichever asks first)."""
+        self.annotated(output)
         with output.jpeg_lock:
             if output.jpeg is None:
                 start = time.perf_counter()
-                self.annotate(output)
                 output.jpeg = self._encode_image(output.image)
                 output.jpeg_ready_at = time.monotonic()
                 self.encode_ms.add((time.perf_counter() - start) * 1e3)

@@ -1,0 +1,206 @@
+"""The auth gate: the attempt budget, the bounded scrypt pool, Home Assistant's empty Basic header, trusted
+proxies, lockouts across reloads and streams that end when their credential stops passing."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+
+import pytest
+import yaml
+from test_web_attacks import A050, PASSWORD, Viewer, basic, host, request
+
+from edgecam.web.auth import MAX_FAILURES, AttemptLimiter, Authenticator, Hasher, TrustedProxies
+from edgecam.web.password import write_password_file
+
+from support import App, wait_for
+
+
+def header(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.fixture
+def gate(tmp_path):
+    write_password_file(tmp_path / "auth", PASSWORD)
+    return Authenticator("token", "edgecam", tmp_path / "auth")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_home_assistants_empty_basic_header_lets_the_token_win_and_is_never_counted(gate):
+    og = "Basic Og=="  # what HA's MJPEG camera sends for stills when no user is set
+    assert run(gate.authorize("/snapshot.jpg", og, PASSWORD, "10.0.0.5")).ok
+    for _ in range(3 * MAX_FAILURES):  # every minute, for hours: never a lockout
+        verdict = run(gate.authorize("/snapshot.jpg", og, None, "10.0.0.5"))
+        assert (verdict.ok, verdict.status) == (False, 401)
+    assert run(gate.authorize("/snapshot.jpg", og, PASSWORD, "10.0.0.5")).ok
+    assert gate.limiter.locked("10.0.0.5") == 0
+
+
+def test_concurrent_wrong_guesses_past_the_budget_are_refused_without_hashing(gate):
+    async def burst():
+        return await asyncio.gather(
+            *(gate.authorize("/api/status", header("edgecam", f"g{i}"), None, "10.0.0.6") for i in range(60))
+        )
+
+    verdicts = run(burst())
+    statuses = [v.status for v in verdicts]
+    assert statuses.count(401) == MAX_FAILURES and statuses.count(429) == 60 - MAX_FAILURES
+    assert all(v.retry_after_s >= 1 for v in verdicts if v.status == 429)
+    assert gate.hasher.peak <= 2
+
+
+def test_the_pool_throttles_but_never_refuses_a_right_password(gate):
+    async def crowd():
+        wrong = [
+            gate.authorize("/api/status", header("edgecam", "nope"), None, f"10.1.0.{i}") for i in range(20)
+        ]
+        right = gate.authorize("/api/status", header("edgecam", PASSWORD), None, "10.2.0.1")
+        return await asyncio.gather(*wrong, right)
+
+    t0 = time.monotonic()
+    *wrong, right = run(crowd())
+    assert right.ok and all(v.status == 401 for v in wrong)
+    assert gate.hasher.peak == 2  # 21 checks, never more than 2 scrypt at once
+    cached = time.monotonic()
+    assert run(gate.authorize("/api/status", header("edgecam", PASSWORD), None, "10.2.0.2")).ok
+    assert time.monotonic() - cached < 0.02  # a verified credential is remembered
+    print(f"\n21 scrypt checks through the pool of 2: {cached - t0:.2f} s")
+
+
+def test_wrong_user_counts_without_hashing(gate):
+    for _ in range(MAX_FAILURES):
+        assert run(gate.authorize("/", header("admin", PASSWORD), None, "10.0.0.7")).status == 401
+    assert gate.hasher.peak == 0
+    assert run(gate.authorize("/", header("edgecam", PASSWORD), None, "10.0.0.7")).status == 429
+
+
+def test_lockouts_live_in_the_limiter_that_the_next_gate_inherits(tmp_path, gate):
+    for i in range(MAX_FAILURES):
+        run(gate.authorize("/", header("edgecam", f"w{i}"), None, "10.0.0.8"))
+    from types import SimpleNamespace
+
+    from edgecam.web.auth import authenticator_for
+
+    stream = SimpleNamespace(
+        auth_mode="basic", password_file="auth", username="edgecam", trusted_proxies=["127.0.0.1"]
+    )
+    successor = authenticator_for(stream, lambda p: tmp_path / p, "127.0.0.1", previous=gate)
+    assert successor.limiter is gate.limiter and successor.hasher is gate.hasher
+    assert run(successor.authorize("/", header("edgecam", PASSWORD), None, "10.0.0.8")).status == 429
+
+
+def test_trusted_proxies_name_the_real_client():
+    proxies = TrustedProxies.of(["127.0.0.1", "10.0.0.0/8"])
+    assert proxies.client("127.0.0.1", "203.0.113.7") == "203.0.113.7"
+    assert proxies.client("127.0.0.1", "198.51.100.1, 203.0.113.7, 10.1.2.3") == "203.0.113.7"
+    assert proxies.client("192.0.2.9", "203.0.113.7") == "192.0.2.9"  # an untrusted peer's header is a lie
+    assert proxies.client("127.0.0.1", "not-an-ip") == "127.0.0.1"
+    assert proxies.client("::ffff:127.0.0.1", "203.0.113.8") == "203.0.113.8"
+    assert proxies.client("127.0.0.1", None) == "127.0.0.1"
+
+
+def test_limiter_memory_is_bounded():
+    limiter = AttemptLimiter()
+    for i in range(10_000):
+        limiter.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+    assert len(limiter._clients) <= 4097 + 1
+
+
+def test_hasher_runs_at_most_two_at_once():
+    from edgecam.web.password import hash_password
+
+    stored = hash_password("pw-12345678")
+    hasher = Hasher()
+
+    async def many():
+        return await asyncio.gather(*(hasher.verify("x", stored) for _ in range(8)))
+
+    assert run(many()) == [False] * 8 and hasher.peak == 2
+    hasher.close()
+
+
+# ---- the running box ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxied(tmp_path, model_dir, media_dir):
+    write_password_file(tmp_path / "auth", PASSWORD)
+    app = App(
+        tmp_path, model_dir,
+        {"camera": {"source": str(media_dir / "vtest.avi")}, "detector": {"threads": 1},
+         "stream": {"auth": "token", "password_file": str(tmp_path / "auth"), "trusted_proxies": ["127.0.0.1"],
+                    "width": 320}},
+        "--model", A050, auth=basic("edgecam", PASSWORD),
+    )  # fmt: skip
+    yield app
+    app.stop()
+
+
+@pytest.mark.slow
+def test_behind_a_proxy_one_users_guesses_lock_out_only_that_user_and_survive_a_reload(proxied):
+    app = proxied
+
+    def as_user(ip: str, password: str, source: str = "127.0.0.1") -> int:
+        return request(
+            app.port, "/api/status", {**basic("edgecam", password), "X-Forwarded-For": ip}, source=source
+        )[0]
+
+    for i in range(MAX_FAILURES):
+        assert as_user("203.0.113.7", f"wrong{i}") == 401
+    assert as_user("203.0.113.7", PASSWORD) == 429  # that user is locked out…
+    assert as_user("203.0.113.8", PASSWORD) == 200  # …the others behind the same proxy are not
+    # an untrusted peer cannot pick its address by header
+    for i in range(MAX_FAILURES):
+        request(
+            app.port,
+            "/api/status",
+            {**basic("edgecam", f"w{i}"), "X-Forwarded-For": "198.51.100.1"},
+            source=host(7),
+        )
+    assert as_user("198.51.100.1", PASSWORD) == 200
+
+    # a reload of the stream section keeps the lockout
+    config = yaml.safe_load(app.config_path.read_text())
+    config["stream"]["max_clients"] = 7
+    app.config_path.write_text(yaml.safe_dump(config))
+    wait_for(lambda: "stream.max_clients" in app.log(), 15, what="the reload")
+    assert as_user("203.0.113.7", PASSWORD) == 429
+    assert as_user("203.0.113.9", PASSWORD) == 200
+
+
+@pytest.mark.slow
+def test_setting_a_password_ends_open_streams(tmp_path, model_dir, media_dir):
+    app = App(
+        tmp_path, model_dir,
+        {"camera": {"source": str(media_dir / "vtest.avi")}, "detector": {"threads": 1}, "stream": {"width": 320}},
+        "--model", A050,
+    )  # fmt: skip
+    try:
+        open_viewer = Viewer(app.base, host(8))
+        token_viewer = Viewer(app.base, host(9), f"/stream.mjpg?token={PASSWORD}")
+        open_viewer.part()
+        token_viewer.part()
+        write_password_file(tmp_path / "auth", PASSWORD)
+        config = yaml.safe_load(app.config_path.read_text())
+        config["stream"].update(auth="token", password_file=str(tmp_path / "auth"))
+        app.config_path.write_text(yaml.safe_dump(config))
+        t0 = time.monotonic()
+        with pytest.raises((EOFError, OSError)):
+            while time.monotonic() - t0 < 40:
+                open_viewer.part()  # ends within a frame or two of the reload
+        ended_after = time.monotonic() - t0
+        for _ in range(10):
+            token_viewer.part()  # this one's credential passes: it keeps flowing
+        assert request(app.port, "/stream.mjpg", source=host(10))[0] == 401
+        print(f"\nthe open stream ended {ended_after:.1f} s after the password was set (reload poll ~2 s)")
+        assert ended_after < 10
+        open_viewer.close()
+        token_viewer.close()
+    finally:
+        app.auth = basic("edgecam", PASSWORD)
+        app.stop()
