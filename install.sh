@@ -248,29 +248,31 @@ describe_runtime() {  # Python X.Y, coral yes/no: one line for the user
 }
 
 # ---- the model manifest (models/models.yaml), read without Python or PyYAML (it may not be installed yet) ----
-# Prints "kind id file labels embedded archive" per entry (kind: models|assets; "-" for an empty field; archive:
-# the download's file name when the file is a member of it, as `--from DIR` looks for it). The manifest is ours:
-# two-space ids, four-space keys, scalar values on one line.
+# Prints "kind id file labels embedded archive sha256 git_blob" per entry (kind: models|assets; "-" for an empty
+# field; archive: the download's file name when the file is a member of it, as `--from DIR` looks for it). The
+# manifest is ours: two-space ids, four-space keys, scalar values on one line.
 manifest_table() {
     awk '
         function val(line) { sub(/^[^:]*:[ \t]*/, "", line); sub(/[ \t]+#.*$/, "", line); gsub(/^["\047]|["\047]$/, "", line); return line }
         function flush() {
             if (id == "") return
             if (npm != "") { zip = npm; sub(/^@/, "", zip); v = zip; sub(/@[^@]*$/, "", zip); sub(/.*@/, "", v); gsub(/\//, "-", zip); zip = zip "-" v ".tgz" }
-            print kind, id, file, labels, emb, (member != "" ? zip : "-"); id = ""
+            print kind, id, file, labels, emb, (member != "" ? zip : "-"), sha, blob; id = ""
         }
         /^[a-z_]+:/ { flush(); kind = $1; sub(/:.*/, "", kind); next }
-        /^  [A-Za-z0-9_.-]+:[ \t]*(#.*)?$/ { flush(); id = $1; sub(/:$/, "", id); file = "-"; labels = "-"; emb = "-"; member = ""; zip = "-"; npm = ""; next }
+        /^  [A-Za-z0-9_.-]+:[ \t]*(#.*)?$/ { flush(); id = $1; sub(/:$/, "", id); file = "-"; labels = "-"; emb = "-"; member = ""; zip = "-"; npm = ""; sha = "-"; blob = "-"; next }
         /^    file:/ { file = val($0) }
         /^    labels:/ { labels = val($0) }
         /^    embedded:/ { emb = val($0) }
         /^    member:/ { member = val($0) }
         /^    url:/ { zip = val($0); sub(/.*\//, "", zip) }
         /^    npm:/ { npm = val($0) }
+        /^    sha256:/ { sha = val($0) }
+        /^    git_blob:/ { blob = val($0) }
         END { flush() }
     ' "$1"
 }
-manifest_field() {  # manifest id column(3 file, 4 labels, 6 archive)
+manifest_field() {  # manifest id column(3 file, 4 labels, 6 archive, 7 sha256, 8 git_blob)
     awk -v id="$2" -v col="$3" '$2 == id { print $col; exit }' < <(manifest_table "$1")
 }
 # The embedded files (committed in models/, installed without a download): the entries marked `embedded: true`
@@ -304,7 +306,7 @@ coral_usb() {  # prints "id speed" of the first Coral on USB
 }
 
 # ---- models -------------------------------------------------------------------------------------------------
-REQUIRED_IDS=() OPTIONAL_IDS=() LOCAL_DIRS=() EDGECAM_CMD=() MANIFEST=""
+REQUIRED_IDS=() OPTIONAL_IDS=() LOCAL_DIRS=() EDGECAM_CMD=() MANIFEST="" MODEL_OWNER=root:root
 # Which files to bring: the embedded models and their labels are required; the others optional. Sets
 # REQUIRED_IDS and OPTIONAL_IDS from MANIFEST; FROM_DIR is where the embedded files are committed.
 plan_models() {  # from_dir coral(yes/no)
@@ -340,6 +342,29 @@ add_id() { local -n list=$1; [[ " ${list[*]} " == *" $2 "* ]] || list+=("$2"); }
 # shellcheck disable=SC2178  # a nameref to an array
 drop_id() { local -n list=$1; local keep=() x; for x in "${list[@]}"; do [ "$x" = "$2" ] || keep+=("$x"); done; list=("${keep[@]}"); }
 
+# The file's digest as the manifest pins it (sha256, else git's blob id); 0 when it matches.
+matches_manifest() {  # file id
+    local sha blob
+    sha=$(manifest_field "$MANIFEST" "$2" 7) blob=$(manifest_field "$MANIFEST" "$2" 8)
+    if [ -n "$sha" ] && [ "$sha" != - ]; then [ "$(file_sha256 "$1")" = "${sha,,}" ]
+    elif [ -n "$blob" ] && [ "$blob" != - ]; then
+        [ "$({ printf 'blob %s\0' "$(stat -c %s "$1")"; cat "$1"; } | sha1sum | cut -d' ' -f1)" = "${blob,,}" ]
+    else return 1; fi
+}
+# Copy a manifest file from the first of LOCAL_DIRS that has it into DEST, checked against the manifest first
+# (embedded files: no download, no edgecam code needed).
+copy_verified() {  # id dest
+    local id=$1 dest=$2 file d src=""
+    file=$(manifest_field "$MANIFEST" "$id" 3)
+    for d in "${LOCAL_DIRS[@]}"; do [ -f "$d/$file" ] && { src=$d/$file; break; }; done
+    [ -n "$src" ] || fail "$file not found in ${LOCAL_DIRS[*]}"
+    matches_manifest "$src" "$id" || fail "$src does not match the checksum in $MANIFEST; not installed"
+    local before=$CHANGED
+    CHANGED=0
+    install_file "$src" "$dest/$file" 0644 "$MODEL_OWNER"
+    if ((CHANGED)); then note "copied $id from $(dirname "$src") (checksum verified)"; else CHANGED=$before; fi
+}
+
 # Bring REQUIRED_IDS and OPTIONAL_IDS into DEST, each verified against the manifest: from the first of LOCAL_DIRS
 # that has it, else downloaded (when allowed). A required file that cannot be brought stops the install; an
 # optional one is reported and skipped.
@@ -371,11 +396,7 @@ bring_models() {  # dest allow_download(0/1)
         else opt_missing+=("$id"); fi
     done
     [ ${#req_missing[@]} -eq 0 ] || fail "not found in ${LOCAL_DIRS[*]}: ${req_missing[*]} (needed without a download)"
-    if [ ${#req_local[@]} -gt 0 ]; then
-        note "copying and verifying ${req_local[*]}"
-        run "${EDGECAM_CMD[@]}" models fetch --model-dir "$dest" "${from[@]}" "${req_local[@]}" ||
-            fail "could not copy and verify ${req_local[*]} (see $LOG)"
-    fi
+    for id in "${req_local[@]}"; do copy_verified "$id" "$dest"; done
     if [ ${#req_dl[@]} -gt 0 ]; then
         note "downloading and verifying ${req_dl[*]} (unless already there)"
         run "${EDGECAM_CMD[@]}" models fetch --model-dir "$dest" "${req_dl[@]}" ||
@@ -469,6 +490,7 @@ make_bundle() {
     LOCAL_DIRS=("$SRC_DIR/models")
     for d in "${MODELS_FROM[@]}"; do LOCAL_DIRS+=("$d"); done
     plan_models "$SRC_DIR/models" "$coral"
+    MODEL_OWNER="$(id -un):$(id -gn)"
     bring_models "$BUNDLE/models" 1
 
     step "Writing the bundle's description"
@@ -678,8 +700,9 @@ apt_step() {
     step "Installing system packages (apt)"
     # Not python3-scipy: on Debian 12 it depends on pythran and so on g++ and boost (~500 MB); scipy's wheel
     # (~35 MB) goes into the venv instead, built for apt's numpy.
-    # procps: /bin/kill for the unit's ExecReload (minimal images lack it).
-    APT_PKGS=(python3 python3-venv python3-numpy python3-opencv python3-yaml procps)
+    # procps: /bin/kill for the unit's ExecReload (minimal images lack it). python3-aiohttp: the web server.
+    # python3-av (PyAV): recordings (picamera2 depends on it too on Raspberry Pi OS).
+    APT_PKGS=(python3 python3-venv python3-numpy python3-opencv python3-yaml python3-aiohttp python3-av procps)
     [ -n "$OFFLINE" ] || APT_PKGS+=(ca-certificates)
     local cand
     cand=$(pkg_candidate python3-picamera2)
@@ -909,6 +932,8 @@ models_step() {
         [ -n "$MANIFEST" ] || MANIFEST=$SRC_DIR/models/models.yaml
     fi
     EDGECAM_CMD=("$VENV/bin/edgecam")
+    MODEL_OWNER=root:$SERVICE_USER
+    id "$SERVICE_USER" >/dev/null 2>&1 || MODEL_OWNER=root:root  # a dry run on a fresh box
     plan_models "${LOCAL_DIRS[0]:-$SRC_DIR/models}" "$CORAL_MODE"
     local before after allow_download=1
     [ -z "$OFFLINE" ] || allow_download=0

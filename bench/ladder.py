@@ -27,7 +27,7 @@ from edgecam.app.pipeline import Overrides, Pipeline
 from edgecam.config import LoadedConfig, parse_config
 
 REPO = Path(__file__).resolve().parent.parent
-BIG, SMALL = "ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco"
+BIG, SMALL = "ssdlite_mobilenet_v2_coco", "ssdlite_mobilenet_v2_a050_coco"
 
 
 def burn(stop) -> None:

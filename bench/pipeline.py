@@ -1,5 +1,19 @@
-"""Pipeline benchmark: does the threaded pipeline reach the detector's own speed, and what do latency and
+"""Pipeline benchmark: is the threaded pipeline as fast as its slowest part, and what do latency and
 MJPEG fan-out cost? Same model, same video, one detector thread throughout.
+
+Issue #15's figures, all measured in the same run (default plan):
+
+    decode      VideoCapture.read() alone in a loop (reopening at the end of the file, as the source does)
+    detector    the interpreter's invoke() alone on frames resized to the model input beforehand
+    pipe_off    the real Pipeline with the shipped config.yaml (source, model, one detector thread,
+                realtime: false and the port overridden; motion.enabled false), one MJPEG client:
+                processed fps = the rate of status()["inference"]["frames"]; CPU seconds per processed
+                frame for each thread (capture, inference, encoder, server, other)
+    pipe_on     the same with motion gating on (the shipped default)
+    naive       read -> detect -> draw -> JPEG in one thread
+    goal        processed fps >= 0.9 x min(decode fps, detector fps), gating off and on
+
+``--full`` adds the older phases below (detect() in a loop, latency, fan-out) with the bench's own config.
 
     (a) bare    Detector.detect() in a loop on ~100 pre-decoded frames: the physical limit (fps)
     (b) pipe    the real Pipeline in-process, unthrottled file source (realtime: false = lockstep), one
@@ -15,7 +29,8 @@ MJPEG fan-out cost? Same model, same video, one detector thread throughout.
 Every phase runs in a fresh child process (clean RSS, no threads left over from the previous phase); the
 pipeline phases run the pipeline in-process in that child. The table and JSON are printed at the end.
 
-    python bench/pipeline.py                                   # both videos, 20 s per phase
+    python bench/pipeline.py --videos crowd_overhead_720p.avi --seconds 10   # issue #15's figures
+    python bench/pipeline.py --full                            # both videos, every phase, 20 s per phase
     python bench/pipeline.py --videos vtest.avi --seconds 15 --json --out bench/out/pipeline.json
 """
 
@@ -45,6 +60,8 @@ FANOUT_CLIENTS = 20
 GOAL_PIPE_OVER_BARE = 0.97
 GOAL_LATENCY_FACTOR = 1.2
 GOAL_FANOUT_CPU = 1.1
+GOAL_SLOWEST_PART = 0.9
+SHIPPED_CONFIG = REPO / "config.yaml"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -91,6 +108,10 @@ def thread_group(name: str) -> str:
         return "capture"
     if "process_request_thread" in name:
         return "http-connections"
+    if name in ("jpeg-encoder",):
+        return "encoder"
+    if name == "http":
+        return "server"
     if name in ("MainThread", "inference", "jpeg-encoder", "http", "model-loader", "mjpeg-client", "sampler"):
         return name
     return "other"
@@ -297,6 +318,71 @@ def phase_bare(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def phase_decode(args: argparse.Namespace) -> dict[str, Any]:
+    """VideoCapture.read() alone, reopening the file at its end as the file source does."""
+    from edgecam.vision import cv2
+
+    capture = cv2.VideoCapture(args.video)
+    for _ in range(10):
+        capture.read()
+    n, reopens = 0, 0
+    cpu0, start = time.process_time(), time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        ok, _image = capture.read()
+        if not ok:
+            capture.release()
+            capture = cv2.VideoCapture(args.video)
+            reopens += 1
+            continue
+        n += 1
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    capture.release()
+    return {
+        "frames": n,
+        "seconds": r(elapsed),
+        "fps": r(n / elapsed),
+        "reopens": reopens,
+        "cpu_ms_per_frame": r(1e3 * cpu / n, 3),
+    }
+
+
+def phase_detector(args: argparse.Namespace) -> dict[str, Any]:
+    """The interpreter's invoke() alone, on frames resized to the model input beforehand."""
+    from edgecam.detect import load_detector
+    from edgecam.detect.bench import read_frames
+    from edgecam.vision import cv2
+
+    detector = load_detector(args.model, Path(args.model_dir), threads=args.threads)
+    w, h = detector.input_size
+    inputs = [
+        cv2.cvtColor(cv2.resize(f, (w, h)), cv2.COLOR_BGR2RGB) for f in read_frames(Path(args.video), 100)
+    ]
+    it = detector.interpreter
+    index = it.get_input_details()[0]["index"]
+    for i in range(10):
+        it.set_tensor(index, inputs[i % len(inputs)][None])
+        it.invoke()
+    n, invoke_s = 0, 0.0
+    cpu0, start = time.process_time(), time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        it.set_tensor(index, inputs[n % len(inputs)][None])
+        t0 = time.perf_counter()
+        it.invoke()
+        invoke_s += time.perf_counter() - t0
+        n += 1
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    return {
+        "frames": n,
+        "seconds": r(elapsed),
+        "fps": r(n / elapsed),
+        "invoke_only_fps": r(n / invoke_s),
+        "invoke_ms_mean": r(1e3 * invoke_s / n, 3),
+        "cpu_ms_per_frame": r(1e3 * cpu / n, 3),
+    }
+
+
 def phase_naive(args: argparse.Namespace) -> dict[str, Any]:
     """(c) The tutorial loop: read, detect, draw, encode, one thread."""
     from edgecam.detect import load_detector
@@ -390,12 +476,31 @@ class Sampler(threading.Thread):
         self._take()
 
 
+def shipped_config(args: argparse.Namespace, recording_dir: str) -> Any:
+    """config.yaml as shipped; only logging, where recordings go and motion.enabled (``--motion``) change."""
+    import yaml
+
+    from edgecam.config import LoadedConfig, parse_config
+
+    data = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    data.setdefault("logging", {})["level"] = "WARNING"
+    data.setdefault("recording", {})["dir"] = recording_dir
+    data.setdefault("motion", {})["enabled"] = args.motion == "on"
+    return LoadedConfig(parse_config(yaml.safe_dump(data), "bench-shipped-config.yaml"), None)
+
+
 def pipeline_config(args: argparse.Namespace, max_clients: int) -> Any:
     from edgecam.config import LoadedConfig, parse_config
+
+    if args.config == "shipped":
+        import tempfile
+
+        return shipped_config(args, tempfile.mkdtemp(prefix="edgecam-bench-"))
 
     text = (
         "camera: {fps: 0, stall_s: 10}\n"  # fps 0: the file's own rate (tracker timing, realtime pacing)
         "detector: {min_fps: 0}\n"  # one rung anyway; never ask the ladder to step
+        "motion: {enabled: false}\n"  # these phases measure the pipeline on every frame
         f"stream: {{fps: {STREAM_FPS:g}, quality: {JPEG_QUALITY}, max_clients: {max_clients}}}\n"
         "logging: {level: WARNING}\n"
     )
@@ -411,6 +516,7 @@ class Window:
         self.cpu = time.process_time()
         self.threads = {(tid, names.get(tid, "?")): s for tid, s in thread_cpu_s().items()}
         self.frames = pipeline.inference.frames
+        self.detected = getattr(pipeline.inference, "detected", self.frames)
         self.errors = pipeline.inference.errors
         self.captured = pipeline.capture.frames
         self.dropped = pipeline.slot.dropped
@@ -450,6 +556,7 @@ def window_figures(windows: list[tuple[Window, Window]], client_process: bool) -
         "processed_fps": r(frames / elapsed),
         "captured_fps": r(sum(b.captured - a.captured for a, b in windows) / elapsed),
         "dropped": sum(b.dropped - a.dropped for a, b in windows),
+        "detected_fps": r(sum(b.detected - a.detected for a, b in windows) / elapsed),
         "encoded_fps": r(sum(b.encoded - a.encoded for a, b in windows) / elapsed),
         "inference_errors": sum(b.errors - a.errors for a, b in windows),
         "client_fps_mean": r(statistics.fmean(per_client) / elapsed) if per_client else None,
@@ -460,6 +567,9 @@ def window_figures(windows: list[tuple[Window, Window]], client_process: bool) -
         "cpu_ms_per_frame": r(1e3 * cpu / frames if frames else None),
         "non_inference_cpu_percent": r(100 * serving / elapsed, 1),
         "thread_cpu_percent": {k: r(100 * v / elapsed, 1) for k, v in sorted(by_group.items())},
+        "thread_cpu_ms_per_frame": {
+            k: r(1e3 * v / frames, 3) if frames else None for k, v in sorted(by_group.items())
+        },
         "rss_mb": r(rss_mb(), 1),
     }
     if client_process:
@@ -492,7 +602,10 @@ def phase_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     process_side = args.client_side == "process"
     base: ClientThread | ClientProcess | None = None
     extra: ClientProcess | None = None
-    result: dict[str, Any] = {"mode": args.mode, "client_side": args.client_side, "fanout": args.fanout}
+    result: dict[str, Any] = {
+        "mode": args.mode, "client_side": args.client_side, "fanout": args.fanout, "config": args.config,
+        "motion": args.motion if args.config == "shipped" else "bench default",
+    }  # fmt: skip
     try:
         base = ClientProcess(url, 1) if process_side else ClientThread(url)
         if isinstance(base, ClientThread):
@@ -564,6 +677,16 @@ def phase_pipeline(args: argparse.Namespace) -> dict[str, Any]:
 # ---- orchestration -----------------------------------------------------------------------------------------
 
 
+# Issue #15: the slowest part, and the pipeline with the shipped config, motion gating off and on.
+SLOWEST_PLAN = (
+    # key, phase, mode, client side, fan-out, extra arguments
+    ("decode", "decode", None, None, 0, ()),
+    ("detector", "detector", None, None, 0, ()),
+    ("pipe_off", "pipeline", "lockstep", "thread", 0, ("--config", "shipped", "--motion", "off")),
+    ("pipe_on", "pipeline", "lockstep", "thread", 0, ("--config", "shipped", "--motion", "on")),
+    ("naive", "naive", None, None, 0, ()),
+)
+
 PLAN = (
     # key, phase, mode, client side, fan-out
     ("a_bare", "bare", None, None, 0),
@@ -576,12 +699,18 @@ PLAN = (
 
 
 def run_phase(
-    args: argparse.Namespace, video: Path, phase: str, mode: str | None, side: str | None, fanout: int
+    args: argparse.Namespace,
+    video: Path,
+    phase: str,
+    mode: str | None,
+    side: str | None,
+    fanout: int,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     cmd = [
         sys.executable, __file__, "--phase", phase, "--video", str(video), "--model", args.model,
         "--model-dir", str(args.model_dir), "--threads", str(args.threads), "--seconds", str(args.seconds),
-        "--warmup", str(args.warmup),
+        "--warmup", str(args.warmup), *extra,
     ]  # fmt: skip
     if mode:
         cmd += ["--mode", mode, "--client-side", side or "thread", "--fanout", str(fanout)]
@@ -656,6 +785,60 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             f"client_process_cpu_percent_{n}": many.get("client_process_cpu_percent"),
         }
     return s
+
+
+THREAD_GROUPS = ("capture", "inference", "encoder", "server", "http-connections", "other")
+
+
+def summarize_slowest(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    decode, detector = runs["decode"].get("fps"), runs["detector"].get("fps")
+    limit = min(decode, detector) if decode and detector else None
+    s: dict[str, Any] = {
+        "decode_fps": decode,
+        "detector_fps": detector,
+        "slowest_part_fps": limit,
+        "naive_fps": runs["naive"].get("fps"),
+        "goal": GOAL_SLOWEST_PART,
+    }
+    for key in ("pipe_off", "pipe_on"):
+        run = runs[key]
+        fps = run.get("processed_fps")
+        s[key] = {
+            "processed_fps": fps,
+            "detected_fps": run.get("detected_fps"),
+            "client_fps": run.get("client_fps_mean"),
+            "over_slowest_part": ratio(fps, limit),
+            "over_naive": ratio(fps, s["naive_fps"]),
+            "cpu_ms_per_frame": run.get("cpu_ms_per_frame"),
+            "thread_cpu_ms_per_frame": run.get("thread_cpu_ms_per_frame"),
+            "busy_ms_p50": run.get("busy_ms_p50"),
+            "invoke_ms_p50": run.get("invoke_ms_p50"),
+        }
+    return s
+
+
+def table_slowest(results: dict[str, Any]) -> str:
+    lines = []
+    for video, v in results["videos"].items():
+        s = v["summary_slowest"]
+        lines.append(f"{video}")
+        lines.append(f"  bare decode fps            {fmt(s['decode_fps'])}")
+        lines.append(f"  bare detector fps          {fmt(s['detector_fps'])}")
+        lines.append(f"  naive loop fps             {fmt(s['naive_fps'])}")
+        for key, name in (("pipe_off", "motion gating off"), ("pipe_on", "motion gating on")):
+            p = s[key]
+            ok = verdict(p["over_slowest_part"], GOAL_SLOWEST_PART)
+            lines.append(
+                f"  edgecam fps, {name:<18}{fmt(p['processed_fps'])}  = {fmt(p['over_slowest_part'], '.3f')} x "
+                f"min(decode, detector) (goal >= {GOAL_SLOWEST_PART}) {ok}; {fmt(p['over_naive'], '.2f')} x naive; "
+                f"detector ran {fmt(p['detected_fps'])} fps"
+            )
+            per = p["thread_cpu_ms_per_frame"] or {}
+            cells = ", ".join(f"{g} {per[g]:.2f}" for g in THREAD_GROUPS if per.get(g) is not None)
+            lines.append(
+                f"      CPU ms per processed frame: total {fmt(p['cpu_ms_per_frame'], '.2f')}; {cells}"
+            )
+    return "\n".join(lines)
 
 
 def verdict(value: float | None, goal: float, at_most: bool = False) -> str:
@@ -798,24 +981,30 @@ def orchestrate(args: argparse.Namespace) -> int:
     for name in args.videos:
         video = Path(name) if os.sep in name else Path(args.media_dir) / name
         runs: dict[str, dict[str, Any]] = {}
-        for key, phase, mode, side, fanout in PLAN:
+        plan = [*SLOWEST_PLAN, *((*p, ()) for p in PLAN)] if args.full else SLOWEST_PLAN
+        for key, phase, mode, side, fanout, extra in plan:
             if not args.json:
                 print(
                     f"[{time.monotonic() - started:6.0f} s] {video.name}: {key} ...",
                     file=sys.stderr,
                     flush=True,
                 )
-            runs[key] = run_phase(args, video, phase, mode, side, fanout)
+            runs[key] = run_phase(args, video, phase, mode, side, fanout, extra)
             if "error" in runs[key]:
                 print(f"  {key} failed: {runs[key]['error']}", file=sys.stderr, flush=True)
-        results["videos"][video.name] = {"path": str(video), "summary": summarize(runs), "runs": runs}
+        entry: dict[str, Any] = {"path": str(video), "summary_slowest": summarize_slowest(runs), "runs": runs}
+        if args.full:
+            entry["summary"] = summarize(runs)
+        results["videos"][video.name] = entry
     results["wall_s"] = r(time.monotonic() - started, 1)
     text = json.dumps(results, indent=2)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
     if not args.json:
-        print(table(results))
+        print(table_slowest(results))
+        if args.full:
+            print(table(results))
         print(
             f"\n{args.seconds:g} s per phase after {args.warmup:g} s warm-up; took {results['wall_s']:.0f} s"
         )
@@ -837,9 +1026,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", default=str(REPO.parent / "shared" / "models"))
     parser.add_argument("--media-dir", default=str(REPO.parent / "shared" / "media"))
     parser.add_argument("--json", action="store_true", help="print only the JSON")
+    parser.add_argument("--full", action="store_true", help="also the detect()/latency/fan-out phases")
     parser.add_argument("--out", help="also write the JSON to this file")
     # internal: one phase in this process (the orchestrator runs each phase in a fresh child)
-    parser.add_argument("--phase", choices=("bare", "naive", "pipeline", "clients"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--phase",
+        choices=("bare", "decode", "detector", "naive", "pipeline", "clients"),
+        help=argparse.SUPPRESS,
+    )
+    parser.add_argument("--config", choices=("bench", "shipped"), default="bench", help=argparse.SUPPRESS)
+    parser.add_argument("--motion", choices=("on", "off"), default="on", help=argparse.SUPPRESS)
     parser.add_argument("--video", help=argparse.SUPPRESS)
     parser.add_argument(
         "--mode", choices=("lockstep", "realtime"), default="lockstep", help=argparse.SUPPRESS
@@ -855,7 +1051,10 @@ def main(argv: list[str] | None = None) -> int:
         run_clients(args.url, args.clients)
         return 0
     if args.phase:
-        phases = {"bare": phase_bare, "naive": phase_naive, "pipeline": phase_pipeline}
+        phases = {
+            "bare": phase_bare, "decode": phase_decode, "detector": phase_detector, "naive": phase_naive,
+            "pipeline": phase_pipeline,
+        }  # fmt: skip
         print(json.dumps(phases[args.phase](args)), flush=True)
         return 0
     return orchestrate(args)

@@ -149,15 +149,17 @@ class _ReusableServer(http.server.ThreadingHTTPServer):
 
 
 class MjpegCamera:
-    """A network camera for tests: serves an MJPEG stream of a video's frames over real HTTP; can be
-    stopped and started again on the same port."""
+    """A network camera for tests: serves multipart/x-mixed-replace MJPEG of a video's frames over real HTTP
+    on 127.0.0.1, like an IP camera or a Pi MJPEG streamer. ``stop()`` closes every connection; ``start()``
+    listens again on the same port; ``freeze()`` keeps connections open but sends nothing (a camera that
+    hangs)."""
 
-    def __init__(self, video: Path, fps: float = 10.0) -> None:
+    def __init__(self, video: Path, fps: float = 10.0, frames: int = 50) -> None:
         from edgecam.vision import cv2
 
         capture = cv2.VideoCapture(str(video))
         self.frames = []
-        while len(self.frames) < 50:
+        while len(self.frames) < frames:
             ok, image = capture.read()
             if not ok:
                 break
@@ -166,6 +168,7 @@ class MjpegCamera:
         self.fps = fps
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/video.mjpg"
+        self.frozen = threading.Event()
         self._server: http.server.ThreadingHTTPServer | None = None
 
     def start(self) -> None:
@@ -175,10 +178,14 @@ class MjpegCamera:
             def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=cam")
+                self.send_header("Cache-Control", "no-cache")
                 self.end_headers()
                 i = 0
                 try:
                     while camera._server is self.server:
+                        if camera.frozen.is_set():
+                            time.sleep(0.02)
+                            continue
                         jpeg = camera.frames[i % len(camera.frames)]
                         self.wfile.write(
                             b"--cam\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
@@ -194,13 +201,16 @@ class MjpegCamera:
 
         server = _ReusableServer(("127.0.0.1", self.port), Handler)
         self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
             server.server_close()
+
+    def freeze(self, on: bool = True) -> None:
+        (self.frozen.set if on else self.frozen.clear)()
 
 
 def burn(stop) -> None:

@@ -190,3 +190,44 @@ def test_page_in_headless_chromium(vtest_app, tmp_path):
             assert page.locator("#objects li").count() >= 1
         finally:
             browser.close()
+
+
+def test_page_opened_with_credentials_in_the_url_is_live(tmp_path, model_dir, media_dir):
+    """http://user:pw@host/ once showed "offline": browsers refuse fetch() of a URL with credentials in it,
+    and a relative URL on such a page carries them."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian chromium is not installed (./dev test installs it as root)")
+    from playwright.sync_api import expect, sync_playwright
+
+    from edgecam.web.password import write_password_file
+
+    password = "correct-horse-battery"
+    write_password_file(tmp_path / "auth", password)
+    app = App(
+        tmp_path, model_dir,
+        {"camera": {"source": str(media_dir / "vtest.avi")}, "detector": {"threads": 1},
+         "stream": {"width": 320, "password_file": str(tmp_path / "auth")}},
+        "--model", A050,
+    )  # fmt: skip
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+            )
+            try:
+                page = browser.new_page()
+                errors: list[str] = []
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.goto(f"http://edgecam:{password}@127.0.0.1:{app.port}/", wait_until="domcontentloaded")
+                expect(page.locator("#state")).to_have_text("live", timeout=30_000)
+                wait_for(
+                    lambda: page.evaluate("() => document.getElementById('stream').naturalWidth") == 320,
+                    30,
+                    what="the stream image",
+                )
+                assert not [e for e in errors if "credentials" in e], errors
+            finally:
+                browser.close()
+    finally:
+        app.stop()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
+import itertools
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +15,7 @@ from edgecam.capture.picam import yuv420_to_bgr
 from edgecam.capture.slot import LatestFrameSlot
 from edgecam.vision import cv2
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+from support import MjpegCamera, wait_for
 
 
 def timed_stop(thread: CaptureThread) -> float:
@@ -72,7 +63,7 @@ def test_specs_pick_the_right_source():
     assert open_source("0", width=320, height=240, fps=5).name == "v4l2:/dev/video0"
     assert open_source("/dev/video2", width=320, height=240, fps=5).name == "v4l2:/dev/video2"
     src = open_source("rtsp://admin:s3cret@10.0.0.5:554/stream1", width=320, height=240, fps=5)
-    assert src.name == "rtsp://10.0.0.5:554/stream1"
+    assert src.name == "rtsp://***@10.0.0.5:554/stream1"  # credentials masked, their place still shown
     assert "s3cret" not in repr(src)
     assert open_source("picamera2", width=320, height=240, fps=5).name == "picamera2"
 
@@ -193,7 +184,7 @@ def test_not_realtime_waits_for_the_consumer_and_stops_promptly(media_dir):
     src = open_source(str(media_dir / "vtest.avi"), width=0, height=0, fps=0, realtime=False)
     th = CaptureThread(src, slot, realtime=False, stall_s=0.5)
     th.start()
-    assert wait_for(lambda: th.frames == 1, 5.0)
+    wait_for(lambda: th.frames == 1, 5.0, 0.05, what="th.frames == 1")
     time.sleep(1.0)  # nobody takes: the thread waits, it is not stalled
     assert th.frames == 1 and slot.dropped == 0
     assert th.state is SourceState.LIVE
@@ -245,26 +236,35 @@ def test_missing_camera_is_lost_with_a_reason_and_stop_is_prompt_in_backoff():
     src = open_source("/dev/video987", width=640, height=480, fps=15)
     th = CaptureThread(src, slot, backoff_initial_s=10.0)
     th.start()
-    assert wait_for(lambda: th.state is SourceState.LOST, 3.0)
+    wait_for(lambda: th.state is SourceState.LOST, 3.0, 0.05, what="th.state is SourceState.LOST")
     assert "open failed" in th.reason and "/dev/video987" in th.reason
     hb = th.heartbeat
-    assert wait_for(lambda: th.heartbeat > hb, 1.0)  # sleeping in backoff still beats
+    wait_for(
+        lambda: th.heartbeat > hb, 1.0, 0.05, what="th.heartbeat > hb"
+    )  # sleeping in backoff still beats
     assert timed_stop(th) < 1.0
     assert not th.is_alive()
 
 
 def test_backoff_grows_then_caps():
-    slot = LatestFrameSlot()
-    th = CaptureThread(
-        open_source("/dev/video987", width=64, height=48, fps=5),
-        slot,
-        backoff_initial_s=0.1,
-        backoff_max_s=0.4,
-    )
+    """The gaps between open attempts, read from the attempts themselves (not from a wall-clock count)."""
+    source = open_source("/dev/video987", width=64, height=48, fps=5)
+    attempts: list[float] = []
+    real_open = source.open
+
+    def open_and_record() -> None:
+        attempts.append(time.monotonic())
+        real_open()
+
+    source.open = open_and_record  # the real V4L2 open, failing for real: only the time is noted
+    th = CaptureThread(source, LatestFrameSlot(), backoff_initial_s=0.1, backoff_max_s=0.4)
     th.start()
-    time.sleep(1.6)  # tries at ~0, 0.1, 0.3, 0.7, 1.1, 1.5
+    wait_for(lambda: len(attempts) >= 6, 10.0, 0.02, what="six open attempts")
     assert timed_stop(th) < 1.0
-    assert 3 <= th.reconnects <= 7, th.reconnects
+    gaps = [b - a for a, b in itertools.pairwise(attempts)][:5]
+    for gap, expected in zip(gaps, (0.1, 0.2, 0.4, 0.4, 0.4), strict=True):  # doubles, then caps at 0.4 s
+        assert expected * 0.9 <= gap <= expected + 0.5, gaps
+    assert th.reconnects >= 5
 
 
 def test_stop_before_start_closes_the_source():
@@ -275,77 +275,9 @@ def test_stop_before_start_closes_the_source():
 # -- network: a real HTTP MJPEG server -----------------------------------------------------------
 
 
-class MjpegServer:
-    """multipart/x-mixed-replace MJPEG over HTTP on 127.0.0.1, like an IP camera or a Pi MJPEG streamer.
-
-    ``stop()`` closes every connection; ``start()`` again listens on the same port. ``freeze()`` keeps
-    connections open but sends nothing (a camera that hangs)."""
-
-    def __init__(self, jpegs: list[bytes], fps: float = 20.0) -> None:
-        self.jpegs, self.period, self.port = jpegs, 1.0 / fps, 0
-        self.running = threading.Event()
-        self.frozen = threading.Event()
-        self.httpd: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.send_header("Cache-Control", "no-cache")
-                self.end_headers()
-                i = 0
-                try:
-                    while server.running.is_set():
-                        if server.frozen.is_set():
-                            time.sleep(0.02)
-                            continue
-                        jpeg = server.jpegs[i % len(server.jpegs)]
-                        i += 1
-                        head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(
-                            jpeg
-                        )
-                        self.wfile.write(head + jpeg + b"\r\n")
-                        time.sleep(server.period)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.running.set()
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def stop(self) -> None:
-        self.running.clear()
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
-
-    def freeze(self, on: bool = True) -> None:
-        (self.frozen.set if on else self.frozen.clear)()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/stream.mjpg"
-
-
 @pytest.fixture
 def mjpeg_server(media_dir):
-    cap = cv2.VideoCapture(str(media_dir / "vtest.avi"))
-    jpegs = []
-    for _ in range(40):
-        ok, image = cap.read()
-        assert ok
-        jpegs.append(cv2.imencode(".jpg", image)[1].tobytes())
-    cap.release()
-    server = MjpegServer(jpegs)
+    server = MjpegCamera(media_dir / "vtest.avi", fps=20.0, frames=40)
     server.start()
     yield server
     server.stop()
@@ -359,24 +291,28 @@ def test_network_stream_goes_live_is_lost_and_comes_back(mjpeg_server):
     th = CaptureThread(src, slot, stall_s=stall_s, backoff_initial_s=0.2, backoff_max_s=1.0)
     th.start()
     try:
-        assert wait_for(lambda: th.state is SourceState.LIVE, 10.0), th.reason
+        wait_for(lambda: th.state is SourceState.LIVE, 10.0, 0.05, what="th.state is SourceState.LIVE")
         frames = take_n(slot, 10)
         assert all(f.size == (480, 360) for f in frames)  # native size kept
         assert th.last_frame_time is not None
 
         mjpeg_server.stop()
         t0 = time.monotonic()
-        assert wait_for(lambda: th.state is SourceState.LOST, 3 * stall_s + 3), th.state
+        wait_for(
+            lambda: th.state is SourceState.LOST, 3 * stall_s + 3, 0.05, what="th.state is SourceState.LOST"
+        )
         lost_after = time.monotonic() - t0
         assert th.reason
         reconnects = th.reconnects
-        assert wait_for(lambda: th.reconnects > reconnects, 3.0)  # it keeps trying
+        wait_for(
+            lambda: th.reconnects > reconnects, 3.0, 0.05, what="th.reconnects > reconnects"
+        )  # it keeps trying
         assert th.state in (SourceState.LOST, SourceState.CONNECTING)
 
         mjpeg_server.start()  # same port
         frames_before = th.frames
-        assert wait_for(lambda: th.state is SourceState.LIVE, 10.0), th.reason
-        assert wait_for(lambda: th.frames > frames_before + 5, 5.0)
+        wait_for(lambda: th.state is SourceState.LIVE, 10.0, 0.05, what="th.state is SourceState.LIVE")
+        wait_for(lambda: th.frames > frames_before + 5, 5.0, 0.05, what="th.frames > frames_before + 5")
         assert th.reason is None
         assert th.is_alive()
         assert lost_after < 3 * stall_s + 3
@@ -401,15 +337,17 @@ def test_hung_stream_reads_lost_while_the_read_is_blocked(mjpeg_server):
     th = CaptureThread(src, slot, stall_s=stall_s, backoff_initial_s=0.2)
     th.start()
     try:
-        assert wait_for(lambda: th.state is SourceState.LIVE, 10.0), th.reason
+        wait_for(lambda: th.state is SourceState.LIVE, 10.0, 0.05, what="th.state is SourceState.LIVE")
         mjpeg_server.freeze()
-        assert wait_for(lambda: th.state is SourceState.LOST, stall_s + 2.0)
+        wait_for(
+            lambda: th.state is SourceState.LOST, stall_s + 2.0, 0.05, what="th.state is SourceState.LOST"
+        )
         assert th.reason == "no frame for 1.0 s"
         assert th.reconnects == 0  # still inside the blocked read
         assert timed_stop_probe(th) < 0.1
         frames_before = th.frames
         mjpeg_server.freeze(False)
-        assert wait_for(lambda: th.state is SourceState.LIVE, 5.0), th.reason
+        wait_for(lambda: th.state is SourceState.LIVE, 5.0, 0.05, what="th.state is SourceState.LIVE")
         assert th.frames > frames_before
     finally:
         assert timed_stop(th) < 3.0
@@ -422,9 +360,11 @@ def test_network_read_timeout_ends_a_hung_read_and_stop_is_prompt(mjpeg_server):
     th = CaptureThread(src, slot, stall_s=1.0, backoff_initial_s=0.2, backoff_max_s=0.5)
     th.start()
     try:
-        assert wait_for(lambda: th.state is SourceState.LIVE, 10.0), th.reason
+        wait_for(lambda: th.state is SourceState.LIVE, 10.0, 0.05, what="th.state is SourceState.LIVE")
         mjpeg_server.freeze()
-        assert wait_for(lambda: th.reconnects >= 1, 5.0)  # the read gave up; the thread reopened
+        wait_for(
+            lambda: th.reconnects >= 1, 5.0, 0.05, what="th.reconnects >= 1"
+        )  # the read gave up; the thread reopened
         assert th.state in (SourceState.LOST, SourceState.CONNECTING)
     finally:
         assert timed_stop(th) < 3.0  # while opening against a hung server

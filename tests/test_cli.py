@@ -16,7 +16,9 @@ def edgecam(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
 
 
 def test_detect_json_prints_the_cat(model_dir, media_dir):
-    result = edgecam("detect", str(media_dir / "cat.bmp"), "--json", "--model-dir", str(model_dir))
+    result = edgecam(
+        "detect", str(media_dir / "cat.bmp"), "--json", "--model-dir", str(model_dir), "--model", "ssd_mobilenet_v1_coco"
+    )
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
     record = json.loads(line)
@@ -47,7 +49,7 @@ def test_detect_keeps_going_past_an_unreadable_image(model_dir, media_dir, tmp_p
 
 
 def test_detect_names_a_missing_model(tmp_path, media_dir):
-    result = edgecam("detect", str(media_dir / "cat.bmp"), "--model-dir", str(tmp_path))
+    result = edgecam("detect", str(media_dir / "cat.bmp"), "--model-dir", str(tmp_path), "--model", "ssd_mobilenet_v1_coco")
     assert result.returncode == 1
     assert "is not installed; run `edgecam models fetch ssd_mobilenet_v1_coco" in result.stderr
     assert "Traceback" not in result.stderr
@@ -60,9 +62,23 @@ def test_bench_detector_reports_each_model_and_thread_count(model_dir, media_dir
         "--frames", "4", "--warmup", "1", "--video", str(media_dir / "vtest.avi"), "--model-dir", str(model_dir), "--json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)  # one JSON object on stdout, nothing else
+    assert report["runtime"]["name"] == "ai_edge_litert" and report["runtime"]["version"]
     assert [(r["model"], r["threads"]) for r in report["results"]] == [
         ("ssdlite_mobilenet_v2_a050_coco", 1), ("ssd_mobilenet_v1_coco", 1)
     ]  # fmt: skip
     for r in report["results"]:
-        assert 0 < r["invoke_ms_median"] <= r["invoke_ms_p90"] and r["fps"] > 0
+        assert 0 < r["invoke_ms_p50"] <= r["invoke_ms_p90"] and r["fps"] > 0 and r["cpu_contention"] >= 1.0
+
+
+@pytest.mark.slow
+def test_bench_detector_defaults_to_the_auto_ladder_and_prints_a_table(model_dir, media_dir):
+    result = edgecam(
+        "bench", "detector", "--frames", "3", "--warmup", "1", "--video", str(media_dir / "vtest.avi"),
+        "--model-dir", str(model_dir),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("runtime: ai_edge_litert ")
+    assert [line.split()[0] for line in lines[2:]] == ["ssdlite_mobilenet_v2_coco", "ssdlite_mobilenet_v2_a050_coco"]
+    assert "{" not in result.stdout  # the table or JSON, not both

@@ -4,10 +4,14 @@ a stage stuck inside a call. Each ends in a clear message and a running box."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -240,3 +244,116 @@ def test_sources_that_fail_show_a_no_signal_frame(tmp_path, model_dir, media_dir
     finally:
         app.stop()
         camera.stop()
+
+
+# ---- config files that are not configs (issue #14) ------------------------------------------------------------
+
+
+def run_edgecam(config: Path, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edgecam", "run", "--config", str(config), "--port", "0"],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("empty", "file is empty (or only comments); write {} for all defaults"),
+        ("comments", "file is empty (or only comments); write {} for all defaults"),
+        ("half-written", "file is empty (or only comments)"),
+        ("fifo", "not a regular file"),
+        ("dev-zero", "not a regular file"),
+        ("huge", "file is too big"),
+        ("many-points", "zones[0].points: at most 100 points (got 5000)"),
+    ],
+)
+def test_a_config_that_is_not_one_stops_the_start_with_a_message(tmp_path, kind, message):
+    path = tmp_path / "config.yaml"
+    if kind == "empty":
+        path.write_text("")
+    elif kind == "comments":
+        path.write_text("# camera:\n#   source: auto\n")
+    elif kind == "half-written":
+        path.write_text("# edgecam configuration\n")  # an editor's save cut off after the first line
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "huge":
+        path.write_text("camera: {}\n" + "# padding\n" * 100_000)
+    else:
+        path.write_text(yaml.safe_dump({"zones": [{"name": "z", "points": [[0.5, 0.5]] * 5000}]}))
+    t0 = time.monotonic()
+    result = run_edgecam(path)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert time.monotonic() - t0 < 15
+
+
+def test_an_empty_object_still_means_all_defaults():
+    assert parse_config("{}") == parse_config("camera: {}\n")
+
+
+def test_a_reload_of_an_empty_or_fifo_config_keeps_the_running_one(tmp_path, model_dir, media_dir):
+    app = App(
+        tmp_path, model_dir,
+        {"camera": {"source": str(media_dir / "vtest.avi")}, "detector": {"threads": 1},
+         "stream": {"auth": "none"}},
+        "--model", A050,
+    )  # fmt: skip
+    try:
+        original = app.config_path.read_text()
+        app.config_path.write_text("")
+        wait_for(
+            lambda: "file is empty" in (app.status()["config"]["error"] or ""), 15, what="the empty file"
+        )
+        assert f"{app.config_path.resolve()}: file is empty" in app.log()
+        assert (
+            "file is empty (or only comments); write {} for all defaults; keeping the running config"
+            in app.log()
+        )
+        assert app.status()["stream"] is not None and get(app.base + "/healthz")[0] == 200
+        app.config_path.unlink()
+        os.mkfifo(app.config_path)  # a FIFO: reading it would block the reload, and SIGTERM behind it
+        app.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "not a regular file" in app.log(), 15, what="the FIFO to be refused")
+        assert get(app.base + "/healthz")[0] == 200
+        app.config_path.unlink()
+        app.config_path.write_text(original)
+        wait_for(lambda: app.status()["config"]["error"] is None, 15, what="the good file again")
+    finally:
+        took = app.stop()
+    assert took < 5
+
+
+def test_a_change_that_is_undone_is_no_longer_pending(tmp_path, model_dir, media_dir):
+    app = App(tmp_path, model_dir, {"camera": {"source": str(media_dir / "vtest.avi")}}, "--model", A050)
+    try:
+        original = yaml.safe_load(app.config_path.read_text())
+        changed = {**original, "camera": {**original["camera"], "fps": 5}}
+        app.config_path.write_text(yaml.safe_dump(changed))
+        wait_for(lambda: app.status()["config"]["pending_restart"] == ["camera"], 15, what="pending")
+        app.config_path.write_text(yaml.safe_dump(original) + "# undone\n")
+        wait_for(lambda: app.log().count("config reloaded") >= 2, 15, what="the second reload")
+        assert app.status()["config"]["pending_restart"] == []
+    finally:
+        app.stop()
+
+
+def test_sighup_right_after_the_start_does_not_kill(tmp_path, model_dir, media_dir):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"camera": {"source": "testpattern"}, "detector": {"model_dir": str(model_dir)},
+                                      "stream": {"bind": "127.0.0.1"}}))  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgecam", "run", "--config", str(config), "--port", "0", "--model", A050],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        time.sleep(0.15)  # inside what was the deadly first 0.3 s
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)

@@ -219,9 +219,12 @@ def test_fifty_viewers_for_a_while(tmp_path, model_dir, media_dir):
 
     def viewer(i: int) -> None:  # 10 viewers on each of 5 hosts (one host may hold 32 connections)
         reader = Viewer(app.base, f"127.0.0.{10 + i % 5}")
-        while not stop.is_set():
-            reader.part()
-            received[i] += 1
+        try:
+            while not stop.is_set():
+                reader.part()
+                received[i] += 1
+        except (EOFError, OSError):
+            pass  # the app stopped under it at the end
         reader.close()
 
     try:

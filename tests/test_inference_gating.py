@@ -22,7 +22,9 @@ def still_video(tmp_path_factory, media_dir, cv2):
     cap.release()
     assert ok
     path = tmp_path_factory.mktemp("still") / "still.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (image.shape[1], image.shape[0]))
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (image.shape[1], image.shape[0])
+    )
     for _ in range(int(FPS * 20)):
         writer.write(image)
     writer.release()
@@ -60,7 +62,9 @@ def test_still_video_detects_every_idle_period_and_the_stream_flows(tmp_path, mo
         motion = after["motion"]
         assert motion["enabled"] and motion["state"] == "still"
         assert motion["skipped_frames"] - before["motion"]["skipped_frames"] == frames - detected
-        assert motion["idle_detect_s"] == idle_s and motion["detected_frames"] == after["inference"]["detected"]
+        assert (
+            motion["idle_detect_s"] == idle_s and motion["detected_frames"] == after["inference"]["detected"]
+        )
         assert get(app.base + "/healthz")[0] == 200
         # The people standing in the frame are tracked, and stay the same tracks.
         ids = {t["id"] for t in after["tracks"]}

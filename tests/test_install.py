@@ -89,7 +89,6 @@ def test_dry_run_says_what_would_happen():
     for model_id, file in _embedded_files():
         if not (models_dir / file).exists():
             assert f"would copy {model_id} ({file}) from {REPO}/models" in models, model_id
-    assert f"--from {REPO}/models" in models
     installs = [line for line in _step(out, 4).splitlines() if "would run:" in line and "pip install" in line]
     assert "ai-edge-litert" in installs[0], installs  # LiteRT first; tflite-runtime only as the fallback
     assert all("tflite-runtime" in line for line in installs[1:]), installs
@@ -107,9 +106,17 @@ def test_dry_run_offline_checks_the_bundle(tmp_path):
     result = _run("--dry-run", "--offline", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"--no-index --find-links {tmp_path}/wheels" in result.stdout
-    # The embedded model comes from the bundle (or the checkout beside this install.sh), never a download.
-    assert f"models fetch --model-dir /var/lib/edgecam/models --from {tmp_path}/models --from {REPO}/models" in result.stdout
-    assert "would download" not in _step(result.stdout, 6)
+    # The embedded model comes from the bundle (or the checkout beside this install.sh), never a download; the
+    # optional ones this bundle lacks are named, not fetched.
+    models = _step(result.stdout, 6)
+    for model_id, file in _embedded_files():
+        if not (Path("/var/lib/edgecam/models") / file).exists():
+            assert f"would copy {model_id} ({file}) from {REPO}/models" in models, model_id
+    assert "would download" not in models and "edgecam models fetch" not in models
+    assert "not brought (not in" in models and "ssd_mobilenet_v1_coco" in models
+    (tmp_path / "models" / "detect.tflite").write_bytes(b"")
+    result = _run("--dry-run", "--offline", str(tmp_path))
+    assert f"models fetch --model-dir /var/lib/edgecam/models --from {tmp_path}/models --from {REPO}/models ssd_mobilenet_v1_coco" in result.stdout
 
 
 def test_dry_run_bundle_resolves_litert_against_apt_numpy(tmp_path):
@@ -251,6 +258,9 @@ def test_install_sh_reads_the_manifest_like_edgecam():
     ]  # fmt: skip
     rows = _manifest_table()
     assert [row[:5] for row in rows] == expected
+    for row in rows:
+        entry = manifest[row[0]][row[1]]
+        assert row[6:] == [entry.get("sha256") or "-", entry.get("git_blob") or "-"], row
     try:
         from edgecam.detect.manifest import load_manifest
 

@@ -13,7 +13,7 @@ import yaml
 from support import App, CpuHog, MjpegReader, wait_for
 
 pytestmark = pytest.mark.slow
-BIG, SMALL = "ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco"
+BIG, SMALL = "ssdlite_mobilenet_v2_coco", "ssdlite_mobilenet_v2_a050_coco"
 
 
 def test_steps_down_under_load_and_back_up(tmp_path, model_dir, media_dir):

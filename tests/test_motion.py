@@ -186,7 +186,9 @@ def test_a_still_scene_is_detected_every_idle_period_and_keeps_its_tracks(model_
     frame is an output frame, the detector ran ~21 times, only those frames fed the ladder, and the
     people standing still are the same tracks throughout (no track ended, no new one started)."""
     fps, seconds, idle_s = 15.0, 60.0, 3.0
-    stage, switcher, detector, outputs, events = run_still(model_dir, media_dir, cv2, seconds, fps, idle_s, {6})
+    stage, switcher, detector, outputs, events = run_still(
+        model_dir, media_dir, cv2, seconds, fps, idle_s, {6}
+    )
     assert stage.frames == len(outputs) == int(seconds * fps)
     assert detector.calls == stage.detected == pytest.approx(seconds / idle_s + 1, abs=1)
     assert stage.skipped == stage.frames - stage.detected

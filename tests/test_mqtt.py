@@ -4,6 +4,7 @@ discovery, availability with a Last Will, a broker outage (nothing blocks, drops
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from edgecam.detect import Detection
 from edgecam.events.discovery import discovery_messages
 from edgecam.events.hub import EventHub
 from edgecam.events.model import Event
-from edgecam.events.mqtt import MqttPublisher
+from edgecam.events.mqtt import MqttPublisher, client_id_for
 from edgecam.events.topics import Topics
 from edgecam.events.zones import ZoneCounter
 from edgecam.infer.result import ModelInfo, OutputFrame
@@ -320,7 +321,7 @@ def test_hub_sends_labelled_events_counts_and_a_snapshot(broker):
 def test_build_event_hub_reads_the_password_file_and_resolves_paths(tmp_path):
     from types import SimpleNamespace
 
-    from edgecam.config.events import SnapshotConfig
+    from edgecam.config.events import RecordingConfig, SnapshotConfig
     from edgecam.events.hub import build_event_hub
 
     (tmp_path / "mqtt.secret").write_text("s3cret\n")
@@ -328,6 +329,7 @@ def test_build_event_hub_reads_the_password_file_and_resolves_paths(tmp_path):
         mqtt=settings(1883, username="cam", password_file="mqtt.secret"),
         zones=ZONES, lines=LINES,
         snapshots=SnapshotConfig(enabled=True, dir="snaps"),
+        recording=RecordingConfig(dir="."),  # snapshots live under recording.dir
     )  # fmt: skip
     hub = build_event_hub(config, lambda p: tmp_path / p, str, None, classes=["person"])
     assert hub.mqtt is not None and hub.mqtt._client._password == b"s3cret"
@@ -337,3 +339,51 @@ def test_build_event_hub_reads_the_password_file_and_resolves_paths(tmp_path):
     missing = SimpleNamespace(**{**vars(config), "mqtt": settings(1883, password_file="nope")})
     with pytest.raises(ValueError, match=r"mqtt\.password_file: cannot read"):
         build_event_hub(missing, lambda p: tmp_path / p, str, None)
+
+
+def test_discovery_uses_default_entity_id_not_the_deprecated_object_id():
+    topics = Topics("edgecam", "cam1")
+    for topic, payload in discovery_messages("homeassistant", topics, ["person"], ZONES, LINES):
+        config = json.loads(payload)
+        component = topic.split("/")[1]
+        assert "object_id" not in config  # deprecated in HA 2025.10, ignored from 2026.4
+        assert config["default_entity_id"] == f"{component}.{config['unique_id']}"
+
+
+def test_two_boxes_with_the_same_host_name_get_different_default_client_ids(
+    broker, publisher_factory, monkeypatch
+):
+    """Every Pi is `raspberrypi`: the default client id must still differ per machine, or the broker kicks
+    one box off whenever the other connects (seen: every 1-2 s, discovery republished each time)."""
+    from edgecam.events import mqtt as mqtt_module
+
+    defaults = MqttConfig(enabled=True, host="127.0.0.1", port=broker.port, camera_name="cam1")
+    assert "client_id" not in defaults.model_fields_set
+    first = publisher_factory(defaults)
+    monkeypatch.setattr(mqtt_module, "machine_suffix", lambda: "0badc0de")  # the other Pi
+    second = publisher_factory(defaults.model_copy(update={"camera_name": "cam2"}))
+    assert first.client_id != second.client_id and first.client_id.startswith(defaults.client_id)
+    first.start()
+    second.start()
+    wait_for(lambda: first.connected and second.connected, 10, what="both boxes connected")
+    time.sleep(4)
+    assert (first.connects, second.connects) == (1, 1) and first.connected and second.connected
+    explicit = settings(broker.port)
+    assert client_id_for(explicit) == "edgecam-test"  # a configured id is used as written
+
+
+def test_a_client_id_taken_over_again_and_again_is_named_in_the_log(broker, publisher_factory, caplog):
+    one = publisher_factory(settings(broker.port))
+    two = publisher_factory(
+        settings(broker.port).model_copy(update={"camera_name": "cam2"})
+    )  # same client id
+    with caplog.at_level(logging.WARNING, logger="edgecam.events.mqtt"):
+        one.start()
+        two.start()
+        wait_for(lambda: one.takeovers + two.takeovers >= 1, 30, what="the takeover to be recognised")
+    text = caplog.text
+    assert "another client probably uses the client id 'edgecam-test'" in text and "mqtt.client_id" in text
+    status = (one if one.takeovers else two).status()
+    assert "client id" in status["last_error"] and status["client_id"] == "edgecam-test"
+    lost = [r for r in caplog.records if "connection to" in r.getMessage() and "lost" in r.getMessage()]
+    assert len(lost) <= 4  # not one warning per kick

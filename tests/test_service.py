@@ -10,7 +10,9 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -318,9 +320,29 @@ def test_real_pipeline_is_ready_only_once_it_serves(notify_socket, tmp_path, mod
     )  # fmt: skip
     try:
         port = json.loads(proc.stdout.readline())["port"]
+        first_answer: list[float] = []
+
+        def poll() -> None:  # from before READY: when did the server first answer?
+            deadline = time.monotonic() + 60
+            while not first_answer and time.monotonic() < deadline:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+                except urllib.error.HTTPError:  # a 503 while the first frames come is an answer too
+                    pass
+                except OSError:
+                    time.sleep(0.01)
+                    continue
+                first_answer.append(time.monotonic())
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
         msgs = notify_socket.receive(timeout=30, until="READY=1")
+        ready_at = time.monotonic()
+        poller.join(5)
+        assert first_answer, "the server never answered"
+        assert first_answer[0] <= ready_at + 0.05, "READY=1 came before the server answered"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5) as r:
-            assert r.status == 200  # listening by the time READY=1 was sent
+            assert r.status == 200
         ready = next(m for m in msgs if m.startswith("READY=1"))
         assert "model ssdlite_mobilenet_v2_a050_coco on cpu" in ready
         notify_socket.receive(timeout=5, until="WATCHDOG=1")

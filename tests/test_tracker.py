@@ -242,7 +242,7 @@ def test_irregular_timestamps_follow_motion_in_seconds() -> None:
     assert tr.velocity == pytest.approx((150, 40), rel=0.15)
 
 
-# ---------------------------------------------------------------- direction consistency, recovery, camera motion
+# ------------------------------------------------ direction consistency, recovery, camera motion
 
 
 def _track_moving_right(tracker, frames: int = 10, speed: float = 8.0) -> float:

@@ -400,7 +400,8 @@ class Pipeline:
     # ---- output side --------------------------------------------------------------------------------------
 
     def _on_output(self, output: OutputFrame, events: list[TrackEvent]) -> None:
-        self.metrics.observe_frame(output.inference_ms, [d.label for d in output.detections])
+        if output.detected:  # a frame the motion gate skipped has no detections of its own
+            self.metrics.observe_frame(output.inference_ms, output.detections.labels)
         self.events.on_frame(output, events)  # never raises, never blocks: its sinks are queue-backed
 
     # ---- status -------------------------------------------------------------------------------------------

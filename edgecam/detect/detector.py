@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from edgecam.detect.cpuclock import ThreadClock
 from edgecam.detect.manifest import Manifest, ModelEntry, load_manifest
 from edgecam.detect.runtime import EdgeTpuUnavailableError, find_runtime, load_edgetpu_delegate
 from edgecam.detect.ssd import InputWriter, Layout, OutputReader, Resize
 from edgecam.detect.store import verified_path
-from edgecam.detect.cpuclock import ThreadClock
 
 log = logging.getLogger(__name__)
 

@@ -2,13 +2,13 @@
 
 Per frame: optionally move every track by the camera motion the caller measured (BoT-SORT's camera-motion
 compensation); predict every track; match confident detections to confirmed and lost tracks by IoU with the
-predicted boxes plus OC-SORT's direction-consistency term (does the detection lie in the direction the track
-has been moving, measured between observations `direction_lag_s` apart?); match low-score detections to the remaining recently seen confirmed tracks (ByteTrack);
-match confident detections still left to the last observed box of unmatched tracks (OC-SORT's
-observation-centric recovery); match the rest to tentative tracks; start tentative tracks from what
-remains. A track matched again after missed frames has its filter re-run along a straight line between
-its last and new observation (OC-SORT's observation-centric re-update), so the velocity it coasted on
-while unseen does not linger.
+predicted boxes plus OC-SORT's direction-consistency term (is the detection where the track has been
+heading, measured between observations `direction_lag_s` apart?); match low-score detections to the
+remaining recently seen confirmed tracks (ByteTrack); match confident detections still left to the last
+observed box of unmatched tracks (OC-SORT's observation-centric recovery); match the rest to tentative
+tracks; start tentative tracks from what remains. A track matched again after missed frames has its filter
+re-run along a straight line between its last and new observation (OC-SORT's observation-centric
+re-update), so the velocity it coasted on while unseen does not linger.
 
 All track data lives in one float array, one row per track (columns below), so each step is a few
 vectorised numpy operations whatever the number of tracks, and removing tracks is a single mask.
@@ -237,7 +237,9 @@ class Tracker:
         """Map every track from the previous frame's pixel coordinates into this frame's."""
         m = np.asarray(affine, dtype=float)
         if m.shape != (2, 3) or not np.isfinite(m).all():
-            raise ValueError(f"update: camera_motion must be a finite 2x3 affine matrix (got shape {m.shape})")
+            raise ValueError(
+                f"update: camera_motion must be a finite 2x3 affine matrix (got shape {m.shape})"
+            )
         a, b = m[:, :2], m[:, 2]
         scale = float(np.sqrt(abs(np.linalg.det(a))))
         t = self._t

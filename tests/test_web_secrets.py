@@ -1,0 +1,62 @@
+"""Camera passwords never leave the box: not on the open /healthz, /api/status, the log or the no-signal
+card (whose text is the /healthz reason), whatever characters they hold."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgecam.capture.network import redact_url
+from edgecam.capture.redact import scrub
+
+from support import App, free_port, get, wait_for
+
+A050 = "ssdlite_mobilenet_v2_a050_coco"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rtsp://admin:secret@10.0.0.5:554/stream1", "rtsp://***@10.0.0.5:554/stream1"),
+        ("http://admin:se/cret@cam.lan/video.mjpg", "http://***@cam.lan/video.mjpg"),
+        ("http://admin:p@ss@cam.lan/video.mjpg", "http://***@cam.lan/video.mjpg"),
+        ("rtsp://admin:a:b?c#d@10.0.0.5/s", "rtsp://***@10.0.0.5/s"),
+        ("rtsp://10.0.0.5/stream", "rtsp://10.0.0.5/stream"),
+        ("/home/pi/video.mp4", "/home/pi/video.mp4"),
+    ],
+)
+def test_redact_url_hides_the_whole_user_information(url, shown):
+    assert redact_url(url) == shown
+
+
+def test_scrub_removes_the_credentials_in_any_form():
+    url = "http://admin:se/cret@cam.lan/video.mjpg"
+    text = f"ffmpeg: {url} failed; tried http://cam.lan with password se/cret and user admin"
+    cleaned = scrub(text, url)
+    assert "se/cret" not in cleaned and "admin" not in cleaned and "***@cam.lan/video.mjpg" in cleaned
+
+
+@pytest.mark.slow
+def test_a_camera_password_never_shows_on_the_open_pages_or_the_log(tmp_path, model_dir):
+    port = free_port()  # nothing listens: the camera refuses at once
+    url = f"http://admin:se/cret@127.0.0.1:{port}/video.mjpg"
+    app = App(tmp_path, model_dir, {"camera": {"source": url, "stall_s": 5.0}}, "--model", A050)
+    try:
+        status = wait_for(
+            lambda: "cannot open" in ((s := app.status())["source"]["reason"] or "") and s,
+            30,
+            what="the failure reason",
+        )
+        code, _, body = wait_for(
+            lambda: "cannot open" in (r := get(app.base + "/healthz"))[2].decode() and r,
+            30,
+            what="healthz reason",
+        )
+        texts = {"healthz": body.decode(), "status": str(status), "log": app.log()}
+        for where, text in texts.items():
+            for secret in ("se/cret", "cret@", "admin:"):
+                assert secret not in text, (where, secret, text[-500:])
+        assert code == 503 and "***@127.0.0.1" in texts["healthz"]
+        reason = status["source"]["reason"]
+        assert "within" not in reason and "refused" in reason, reason  # an instant refusal is not a timeout
+    finally:
+        app.stop()
