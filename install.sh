@@ -1086,11 +1086,13 @@ from pathlib import Path
 from edgecam.config import load_config
 path, writable = Path(sys.argv[1]), Path(sys.argv[2])
 config = load_config(path).config
-for name in ("snapshots", "recording"):
+recording = getattr(config, "recording", None)
+base = {"recording": path.parent, "snapshots": path.parent / recording.dir if recording else path.parent}
+for name in ("recording", "snapshots"):  # snapshots.dir is relative to recording.dir where that exists
     section = getattr(config, name, None)
     if section is None or not getattr(section, "enabled", False) or not getattr(section, "dir", None):
         continue
-    folder = (path.parent / section.dir).resolve()
+    folder = (base[name] / section.dir).resolve()
     if writable != folder and writable not in folder.parents:
         print(f"{name}.dir is {folder}: the service may only write under {writable} (set {name}.dir: {writable}"
               + ("/snapshots" if name == "snapshots" else "") + ")")

@@ -368,3 +368,21 @@ def test_network_read_timeout_ends_a_hung_read_and_stop_is_prompt(mjpeg_server):
         assert th.state in (SourceState.LOST, SourceState.CONNECTING)
     finally:
         assert timed_stop(th) < 3.0  # while opening against a hung server
+
+
+def test_lockstep_frames_carry_the_files_own_clock(media_dir):
+    """realtime: false — timestamps one frame period apart, however fast or slow the consumer takes them."""
+    slot = LatestFrameSlot()
+    th = CaptureThread(FileSource(str(media_dir / "vtest.avi")), slot, realtime=False)
+    th.start()
+    try:
+        stamps = []
+        for i in range(6):
+            frame = slot.take(timeout=5)
+            assert frame is not None
+            stamps.append(frame.timestamp)
+            time.sleep(0.15 if i % 2 else 0.0)  # an uneven consumer
+        period = 1 / th.source.nominal_fps
+        assert [round(b - a, 6) for a, b in itertools.pairwise(stamps)] == [round(period, 6)] * 5
+    finally:
+        th.stop()

@@ -94,9 +94,12 @@ def test_duplicate_keys_and_bad_ladder():
     )
 
 
-def test_empty_file_is_all_defaults():
-    assert parse_config("") == Config()
-    assert parse_config("# nothing\n") == Config()
+def test_an_empty_file_is_an_error_and_braces_are_all_defaults():
+    """A half-written save caught by the watcher must never read as "all defaults" (auth off)."""
+    for text in ("", "# nothing\n", "\n\n"):
+        with pytest.raises(ConfigError, match="file is empty"):
+            parse_config(text)
+    assert parse_config("{}\n") == Config()
 
 
 def test_relative_model_dir_resolves_next_to_the_file(tmp_path):

@@ -67,6 +67,7 @@ def secured(tmp_path_factory, model_dir, media_dir):
          "stream": {"auth": "token", "password_file": str(tmp / "auth"), "max_clients": 60}},
         "--model", A050, auth=basic("edgecam", PASSWORD),
     )  # fmt: skip
+    wait_for(lambda: get(app.base + "/healthz")[0] == 200, 60, what="the first frames")
     yield app
     app.stop()
     assert "Traceback" not in app.log()

@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,46 @@ def test_save_returns_at_once_and_drops_the_oldest_when_behind(tmp_path, queue_s
         assert store.dropped >= 7  # the writer is busy with the first while the rest queue up
     finally:
         store.stop()
+
+
+def test_status_counts_the_files_of_earlier_runs_from_the_start(tmp_path):
+    for i in range(3):
+        (tmp_path / snapshot_name(1714564800 + i, "person", i)).write_bytes(b"x" * 100)
+    store = SnapshotStore(tmp_path, max_files=10, max_bytes=100_000)
+    store.start()
+    try:
+        wait_for(lambda: store.status()["files"] == 3, 5, what="the folder to be counted")
+        assert store.status()["bytes"] == 300
+    finally:
+        store.stop()
+
+
+def test_a_disk_full_of_our_own_snapshots_rotates_instead_of_stopping(tmp_path, monkeypatch, caplog):
+    """The folder limits were never reached, but the disk was full of our own files: the oldest go."""
+    capacity = 1000
+    store = SnapshotStore(tmp_path, max_files=1000, max_bytes=10_000_000)
+    real_replace = os.replace
+
+    def replace(src, dst):
+        used = sum(e.stat().st_size for e in os.scandir(tmp_path) if not e.name.startswith("."))
+        if used + os.path.getsize(src) > capacity:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with caplog.at_level(logging.INFO, logger="edgecam.events.snapshots"):
+        for i in range(30):
+            assert store.write(b"x" * 100, snapshot_name(1714564800 + i, "person", i)) is not None, i
+    kept = sorted(os.listdir(tmp_path))
+    assert kept[-1] == snapshot_name(1714564829, "person", 29) and len(kept) <= 10
+    assert store.errors == 0 and store.saved == 30 and "the disk is full" in caplog.text
+
+
+def test_a_folder_under_etc_moves_to_the_state_directory_and_says_so(tmp_path, monkeypatch, caplog):
+    from edgecam.events.snapshots import usable_dir
+
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    with caplog.at_level(logging.INFO, logger="edgecam.events.snapshots"):
+        assert usable_dir(Path("/etc/edgecam/snapshots")) == tmp_path / "state" / "snapshots"
+    assert "cannot write; using" in caplog.text
+    assert usable_dir(tmp_path / "snaps") == tmp_path / "snaps"

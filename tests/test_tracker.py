@@ -44,12 +44,14 @@ def test_public_types() -> None:
 def test_empty_frames_and_single_detection() -> None:
     tracker = make_tracker(30.0)
     assert tracker.update(np.zeros((0, 4)), np.zeros(0)) == []
+    assert tracker.settings.min_hits == 3
     assert feed(tracker, [box(50, 50)]) == []  # tentative until min_hits
-    (t,) = feed(tracker, [box(51, 50)])
+    assert feed(tracker, [box(51, 50)]) == []
+    (t,) = feed(tracker, [box(52, 50)])
     assert t.id == 1
     # Unmatched for one frame: still reported (coasting at its predicted box, within coast_s).
     (coasting,) = tracker.update(np.zeros((0, 4)), np.zeros(0), None)
-    assert coasting.id == t.id and coasting.state is TrackState.CONFIRMED and coasting.hits == 2
+    assert coasting.id == t.id and coasting.state is TrackState.CONFIRMED and coasting.hits == 3
     assert [e.kind for e in tracker.pop_events()] == ["track_started"]
 
 
@@ -140,7 +142,7 @@ def test_class_aware() -> None:
         tracks = feed(tracker, [box(100 + f, 100)], classes=[0])
     (t,) = tracks
     assert t.class_id == 0
-    for f in range(5, 10):
+    for f in range(5, 15):  # longer than coast_s: the unmatched class-0 track is no longer reported
         tracks = feed(tracker, [box(100 + f, 100)], classes=[3])
     # The class-3 detections started their own track; the class-0 track was not continued.
     by_class = {t.class_id: t for t in tracks}
@@ -330,17 +332,17 @@ def test_recovery_iou_gates_observation_centric_recovery() -> None:
 
 
 def test_camera_motion_shifts_predictions() -> None:
-    # A still object filmed by a camera panning so fast that its image moves 30 px/frame, more than its box
+    # A still object filmed by a camera panning so fast that its image moves 40 px/frame (its width), more than its box
     # overlaps from one frame to the next. Told the camera motion, the tracker follows it with one id;
     # without, the object is lost.
     def run(with_motion: bool) -> list[list[int]]:
-        tracker = make_tracker(30.0)
-        pan = np.array([[1.0, 0.0, 30.0], [0.0, 1.0, 0.0]])
+        tracker = make_tracker(30.0, min_hits=2)
+        pan = np.array([[1.0, 0.0, 40.0], [0.0, 1.0, 0.0]])
         still = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
         x, reported = 100.0, []
         for f in range(12):
             moving = f >= 3  # the pan starts after the track is established (at rest)
-            x += 30.0 if moving else 0.0
+            x += 40.0 if moving else 0.0
             motion = (pan if moving else still) if with_motion else None
             tracks = tracker.update(np.array([box(x, 300)]), np.array([0.9]), camera_motion=motion)
             reported.append(ids(tracks))
@@ -408,3 +410,79 @@ def test_import_needs_no_opencv() -> None:
     code = "import sys, edgecam.track; print('cv2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_height_gate_keeps_a_much_taller_detection_off_the_track() -> None:
+    # Same place, next frame, but 1.6x taller (a nearer person stepping in front): with the gate on it must
+    # not continue the track; with it off (0) it does, the IoU alone (0.63) being high enough.
+    def run(max_height_ratio: float) -> set[int]:
+        tracker = make_tracker(30.0, max_height_ratio=max_height_ratio)
+        seen: set[int] = set()
+        for _ in range(4):
+            seen.update(t.id for t in feed(tracker, [box(200, 300, 40, 100)]))
+        for _ in range(4):
+            seen.update(t.id for t in feed(tracker, [box(200, 300, 40, 160)]))
+        return seen
+
+    assert TrackerSettings().max_height_ratio == 1.3
+    assert run(0.0) == {1}
+    assert run(1.3) == {1, 2}
+    assert run(1.7) == {1}  # within the factor: continued
+
+
+def test_height_gate_applies_to_observation_centric_recovery() -> None:
+    # Lost for a while, then a detection on its last observed box but much smaller: not recovered.
+    def run(max_height_ratio: float) -> set[int]:
+        tracker = make_tracker(30.0, max_height_ratio=max_height_ratio, match_iou=0.9, recovery_iou=0.3)
+        seen: set[int] = set()
+        for _ in range(4):
+            seen.update(t.id for t in feed(tracker, [box(200, 300, 40, 100)]))
+        for _ in range(10):
+            feed(tracker, [])
+        for _ in range(4):
+            seen.update(t.id for t in feed(tracker, [box(200, 285, 40, 70)]))  # IoU 0.7, height x0.7
+        return seen
+
+    assert run(0.0) == {1}
+    assert run(1.3) == {1, 2}
+
+
+@pytest.mark.parametrize(("match_buffer", "expected"), [(0.0, {1, 2}), (0.1, {1})])
+def test_match_buffer_widens_the_gate_by_box_size(match_buffer: float, expected: set[int]) -> None:
+    # A still track; the object then shows up 29 px (0.73 widths) to the side. Plain IoU 0.16 < match_iou
+    # 0.2, so without a buffer a new track starts; both boxes widened by 10 % of their size each side give
+    # 0.25, so with it the track continues.
+    tracker = make_tracker(30.0, match_buffer=match_buffer)
+    seen: set[int] = set()
+    for _ in range(5):
+        seen.update(t.id for t in feed(tracker, [box(200, 300, 40, 100)]))
+    for _ in range(4):
+        seen.update(t.id for t in feed(tracker, [box(229, 300, 40, 100)]))
+    assert seen == expected
+
+
+def test_buffered_iou_matches_plain_iou_without_buffer_and_grows_with_it() -> None:
+    from edgecam.track.association import buffered_iou, iou_matrix
+    from edgecam.track.kalman import xyxy_to_cxcywh
+
+    rng = np.random.default_rng(1)
+    a = np.array([box(*p) for p in rng.uniform([0, 0, 10, 10], [300, 300, 80, 200], size=(6, 4))])
+    b = np.array([box(*p) for p in rng.uniform([0, 0, 10, 10], [300, 300, 80, 200], size=(5, 4))])
+    ac, bc = xyxy_to_cxcywh(a), xyxy_to_cxcywh(b)
+    np.testing.assert_allclose(buffered_iou(ac, 0.0, bc), iou_matrix(a, b), atol=1e-12)
+    # Two equal boxes side by side, 29 px apart at width 40: (40 - 29) / (40 + 29) -> (48 - 29) / (48 + 29).
+    one, other = xyxy_to_cxcywh(np.array([box(0, 0)])), xyxy_to_cxcywh(np.array([box(29, 0)]))
+    assert buffered_iou(one, 0.0, other)[0, 0] == pytest.approx(11 / 69)
+    assert buffered_iou(one, np.array([0.1]), other)[0, 0] == pytest.approx(19 / 77)
+
+
+def test_confirmation_needs_min_hits_and_new_track_score() -> None:
+    s = TrackerSettings()
+    assert (s.min_hits, s.new_track_score) == (3, 0.8)
+    tracker = make_tracker(30.0)
+    # 0.75 is confident (>= high_score) but below new_track_score: never starts a track.
+    for _ in range(5):
+        assert feed(tracker, [box(100, 100)], [0.75]) == []
+    tracker = make_tracker(30.0)
+    reported = [ids(feed(tracker, [box(100, 100)], [0.85])) for _ in range(4)]
+    assert reported == [[], [], [1], [1]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import signal
 import time
 
 import pytest
@@ -200,7 +201,15 @@ def test_setting_a_password_ends_open_streams(tmp_path, model_dir, media_dir):
         print(f"\nthe open stream ended {ended_after:.1f} s after the password was set (reload poll ~2 s)")
         assert ended_after < 10
         open_viewer.close()
+        # `edgecam password set` over the same file, then SIGHUP: the old password's stream ends too
+        write_password_file(tmp_path / "auth", "a-new-password-2")
+        app.proc.send_signal(signal.SIGHUP)
+        with pytest.raises((EOFError, OSError)):
+            while time.monotonic() - t0 < 60:
+                token_viewer.part()
         token_viewer.close()
+        assert request(app.port, f"/snapshot.jpg?token={PASSWORD}", source=host(11))[0] == 401
+        assert request(app.port, "/snapshot.jpg?token=a-new-password-2", source=host(11))[0] == 200
     finally:
         app.auth = basic("edgecam", PASSWORD)
         app.stop()

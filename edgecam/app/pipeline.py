@@ -344,7 +344,9 @@ class Pipeline:
         self.supervisor.limit_s = config.service.watchdog_s
         self.chain.encoder.update_settings(encoder_settings(config))
         self.chain.fanout.max_clients = config.stream.max_clients
-        if config.stream != self.loaded.config.stream:  # attempt counts and lockouts carry over
+        # A new password (in the config or written over the same file) ends streams that no longer pass;
+        # attempt counts and lockouts carry over.
+        if config.stream != self.loaded.config.stream or self.authenticator.stale():
             self.authenticator = authenticator_for(
                 config.stream, self.loaded.resolve, self.bind, previous=self.authenticator
             )
@@ -359,8 +361,8 @@ class Pipeline:
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.events.start()  # first: the event store's schema is ready before the server answers /api/events
         self.server.start()
-        self.events.start()
         self.switcher.start()
         self.chain.start()
         if self.watcher is not None:

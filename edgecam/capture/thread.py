@@ -28,8 +28,9 @@ class CaptureThread(threading.Thread):
     The camera never waits for inference: each frame is ``put`` and the newest wins. The exception is a
     source that is not ``paced`` (a file) with ``realtime=False``: the next frame is decoded while the
     previous one is being processed and is put only once the previous one was taken — nothing dropped,
-    nothing decoded in vain. With ``realtime=True`` such a source is paced to its ``nominal_fps`` on a
-    drift-free monotonic schedule.
+    nothing decoded in vain; frames then carry the file's own clock as their timestamp (``period`` apart), so
+    what the tracker and the motion gate see does not depend on this machine's speed. With
+    ``realtime=True`` such a source is paced to its ``nominal_fps`` on a drift-free monotonic schedule.
 
     Any failure (open, read, a non-file stream ending) puts the thread in ``lost`` with a ``reason``, closes
     the source and reopens it after a backoff (``backoff_initial_s`` doubling up to ``backoff_max_s``, reset
@@ -60,6 +61,7 @@ class CaptureThread(threading.Thread):
         self.backoff_initial_s = float(backoff_initial_s)
         self.backoff_max_s = max(float(backoff_max_s), self.backoff_initial_s)
         self._lockstep = not realtime and not source.paced
+        self._media_time: float | None = None  # lockstep only: the file's clock
         self._pace = realtime and not source.paced
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -225,6 +227,17 @@ class CaptureThread(threading.Thread):
         finally:
             self.source.close()
 
+    def _frame_time(self, now: float, period: float) -> float:
+        """A frame's timestamp: when it was captured; in lockstep, the file's own clock (one period per frame
+        from the first one), so tracking, gating and clips do not depend on how fast this machine runs."""
+        if not self._lockstep:
+            return now
+        if self._media_time is None:
+            self._media_time = now
+        else:
+            self._media_time += period
+        return self._media_time
+
     def _deliver(self) -> str | None:
         source, slot = self.source, self.slot
         period = 1.0 / (source.nominal_fps or 25.0)
@@ -259,7 +272,7 @@ class CaptureThread(threading.Thread):
                 if motion.moving:
                     self.motion_frames += 1
                     self.last_motion_time = now
-            slot.put(Frame(image, now, self._sequence, lores, motion))
+            slot.put(Frame(image, self._frame_time(now, period), self._sequence, lores, motion))
             self._frames_this_round += 1
             self._frames += 1
             with self._lock:

@@ -176,10 +176,18 @@ class RecordingConfig(Section):
 
     enabled: bool = Field(True, description="record clips of events (the event list is kept either way)")
     dir: str = Field(
-        "data", description="events.db, clips/ and snapshots/ live here; relative paths are relative to the config file"
+        "data",
+        description="events.db, clips/ and snapshots/ live here; relative paths are relative to the config file",
     )
-    pre_s: Annotated[float, AfterValidator(between(0, 30))] = Field(5.0, description="seconds kept before an event")
-    post_s: Annotated[float, AfterValidator(between(0, 120))] = Field(5.0, description="seconds kept after an event")
+    pre_s: Annotated[float, AfterValidator(between(0, 30))] = Field(
+        5.0, description="seconds kept before an event"
+    )
+    post_s: Annotated[float, AfterValidator(between(0, 120))] = Field(
+        5.0, description="seconds kept after an event"
+    )
+    max_clip_s: Annotated[float, AfterValidator(between(2, 3600))] = Field(
+        60.0, description="a busy scene (one event after another) is cut into clips of at most this long"
+    )
     retain_days: Annotated[float, AfterValidator(between(0.01, 3650))] = Field(
         14.0, description="events (and their clips) older than this are deleted"
     )
@@ -187,6 +195,9 @@ class RecordingConfig(Section):
         10.0, description="clips and snapshots together stay under this; the oldest lose their media first"
     )
     min_free_gb: Annotated[float, AfterValidator(between(0, 100_000))] = Field(
-        1.0, description="below this much free disk, recording pauses (shown in the status) instead of filling it"
+        1.0,
+        description="below this much free disk, recording pauses (shown in the status) instead of filling it",
     )
-    classes: list[Label] = Field(default_factory=list, description="classes that get clips; empty = every class")
+    classes: list[Label] = Field(
+        default_factory=list, description="classes that get clips; empty = every class"
+    )

@@ -149,6 +149,8 @@ class EventHub:
             events[i] = self._emit(event, event.timestamp - offset)
         for event in events[: len(started)]:  # the started events, now with their event ids
             self._snapshot(output, event)
+            if self.store is not None and event.event_id is not None and self._encode is not None:
+                self.store.save_thumbnail(event.event_id, functools.partial(self._encode, output))
         if self.mqtt is not None:
             self._publish_counts()
         return events
@@ -171,7 +173,9 @@ class EventHub:
         if event_id is None:
             return event
         clip = None
-        if self.recorder is not None and (not self._recording_classes or event.label in self._recording_classes):
+        if self.recorder is not None and (
+            not self._recording_classes or event.label in self._recording_classes
+        ):
             clip = f"{self._public_url}/clips/{event_id}.mp4"
             if event.kind == "track_started":
                 self.recorder.event_started(event_id, monotonic_s)
@@ -273,7 +277,11 @@ def build_recording(
         directory.mkdir(parents=True, exist_ok=True)
         store = EventStore(directory, retain_days=r.retain_days, max_gb=r.max_gb, min_free_gb=r.min_free_gb)
     except (OSError, sqlite3.Error) as exc:
-        log.error("recording.dir %s cannot be used (%s): events are not kept and no clips are recorded", directory, exc)
+        log.error(
+            "recording.dir %s cannot be used (%s): events are not kept and no clips are recorded",
+            directory,
+            exc,
+        )
         return None, None
     if not r.enabled:
         return store, None
@@ -286,6 +294,12 @@ def build_recording(
         )
         return store, None
     recorder = ClipRecorder(
-        store.clips_dir, r.pre_s, r.post_s, fps, on_clip=store.set_clip, paused=store.paused
+        store.clips_dir,
+        r.pre_s,
+        r.post_s,
+        fps,
+        on_clip=store.set_clip,
+        paused=store.paused,
+        max_clip_s=r.max_clip_s,
     )
     return store, recorder

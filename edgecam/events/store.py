@@ -61,6 +61,7 @@ GB = 1_000_000_000
 MAX_LIMIT = 1000
 DB_NAME = "events.db"
 CLIPS_DIR = "clips"
+THUMBS_DIR = "thumbs"  # each event's start frame, served as /snapshots/<id>.jpg
 MediaKind = Literal["clip", "snapshot"]
 
 
@@ -401,6 +402,11 @@ class EventStore:
     def set_snapshot(self, event_id: int, path: Path | str, nbytes: int) -> None:
         self._put(("media", "snapshot", event_id, self._relative(path), int(nbytes)))
 
+    def save_thumbnail(self, event_id: int, jpeg: bytes | Callable[[], bytes]) -> None:
+        """The event's picture (its start frame, annotated), written as ``thumbs/<id>.jpg`` on the writer
+        thread; ``jpeg`` may be a function (the output frame's encode-once JPEG, shared with the stream)."""
+        self._put(("thumb", int(event_id), jpeg))
+
     def paused(self) -> str | None:
         """Why recording should pause (free disk under the floor), or None. O(1); any thread."""
         return self.pause_reason
@@ -594,7 +600,8 @@ class EventStore:
         stop = False
         flushed: list[threading.Event] = []
         orphans: list[str] = []
-        writes = [m for m in batch if m[0] not in ("stop", "flush")]
+        batch = [self._thumbnail(m) if m[0] == "thumb" else m for m in batch]
+        writes = [m for m in batch if m[0] not in ("stop", "flush", "none")]
         for m in batch:
             if m[0] == "stop":
                 stop = True
@@ -615,6 +622,24 @@ class EventStore:
         for done in flushed:
             done.set()
         return stop
+
+    def _thumbnail(self, m: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Write a queued thumbnail file; it becomes the event's ``snapshot``."""
+        _, event_id, payload = m
+        if self.pause_reason is not None:
+            return ("none",)
+        try:
+            data = payload() if callable(payload) else payload
+            folder = self.directory / THUMBS_DIR
+            folder.mkdir(exist_ok=True)
+            path = folder / f"{event_id}.jpg"
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except Exception as exc:  # a picture is never worth the event
+            self._error(f"thumbnail of event {event_id}: {exc}")
+            return ("none",)
+        return ("media", "snapshot", event_id, f"{THUMBS_DIR}/{path.name}", len(data))
 
     def _write(self, db: sqlite3.Connection, m: tuple[Any, ...]) -> str | None:
         kind = m[0]

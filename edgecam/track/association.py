@@ -63,3 +63,20 @@ def direction_cost(
     cost = (0.5 * np.pi - np.arccos(cos)) / np.pi
     cost *= confidence[:, None] * (dist / (dist + np.reshape(noise, (-1, 1)) + 1e-6))
     return cost
+
+
+def buffered_iou(a: np.ndarray, buffer: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU between boxes a (N, 4) and b (M, 4), both cx, cy, w, h, after both boxes of pair (i, j) are
+    widened by buffer[i] times their own width and height on every side (C-BIoU's buffered IoU)."""
+    grow = 1.0 + 2.0 * np.reshape(buffer, (-1, 1))
+    aw, ah = a[:, None, 2] * grow, a[:, None, 3] * grow
+    bw, bh = b[None, :, 2] * grow, b[None, :, 3] * grow
+    ix = np.minimum(a[:, None, 0] + aw / 2, b[None, :, 0] + bw / 2) - np.maximum(
+        a[:, None, 0] - aw / 2, b[None, :, 0] - bw / 2
+    )
+    iy = np.minimum(a[:, None, 1] + ah / 2, b[None, :, 1] + bh / 2) - np.maximum(
+        a[:, None, 1] - ah / 2, b[None, :, 1] - bh / 2
+    )
+    inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
+    union = aw * ah + bw * bh - inter
+    return inter / np.maximum(union, 1e-9)

@@ -2,13 +2,15 @@
 
 Per frame: optionally move every track by the camera motion the caller measured (BoT-SORT's camera-motion
 compensation); predict every track; match confident detections to confirmed and lost tracks by IoU with the
-predicted boxes plus OC-SORT's direction-consistency term (is the detection where the track has been
-heading, measured between observations `direction_lag_s` apart?); match low-score detections to the
+predicted boxes, optionally plus OC-SORT's direction-consistency term (is the detection where the track has
+been heading, measured between observations `direction_lag_s` apart?); match low-score detections to the
 remaining recently seen confirmed tracks (ByteTrack); match confident detections still left to the last
 observed box of unmatched tracks (OC-SORT's observation-centric recovery); match the rest to tentative
 tracks; start tentative tracks from what remains. A track matched again after missed frames has its filter
 re-run along a straight line between its last and new observation (OC-SORT's observation-centric
-re-update), so the velocity it coasted on while unseen does not linger.
+re-update), so the velocity it coasted on while unseen does not linger. Two gates keep matches from
+jumping between people: box heights must agree within `max_height_ratio`, and the overlap is taken
+between boxes widened by `match_buffer` (C-BIoU), which tolerates motion error in proportion to box size.
 
 All track data lives in one float array, one row per track (columns below), so each step is a few
 vectorised numpy operations whatever the number of tracks, and removing tracks is a single mask.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kalman
-from .association import assign, direction_cost, iou_matrix
+from .association import assign, buffered_iou, direction_cost, iou_matrix
 from .settings import TrackerSettings, validate_frame_rate
 from .types import Track, TrackEvent, TrackState
 
@@ -52,6 +54,12 @@ def _match(
         empty = np.empty(0, dtype=np.intp)
         return empty, empty
     return assign(sim[np.ix_(t_idx, d_idx)], min_iou)
+
+
+def _height_mismatch(track_h: np.ndarray, det_h: np.ndarray, max_ratio: float) -> np.ndarray:
+    """(N, M) mask of track/detection pairs whose box heights differ by more than a factor max_ratio."""
+    ratio = track_h[:, None] / np.maximum(det_h[None, :], 1e-6)
+    return (ratio > max_ratio) | (ratio * max_ratio < 1.0)
 
 
 class Tracker:
@@ -140,15 +148,24 @@ class Tracker:
         hi_idx = np.flatnonzero(high)
         lo_idx = np.flatnonzero(~high)
         state = t[:, STATE]
-        # One IoU matrix for the predicted boxes; pairs of different classes can never match.
-        sim = iou_matrix(kalman.cxcywh_to_xyxy(t[:, 0:4]), boxes)
+        # One IoU matrix for the predicted boxes (buffered IoU if match_buffer > 0), used by stages 1 to 3;
+        # pairs of different classes, or whose heights differ by more than max_height_ratio, never match.
+        det = kalman.xyxy_to_cxcywh(boxes)
+        if s.match_buffer > 0:
+            sim = buffered_iou(t[:, 0:4], s.match_buffer, det)
+        else:
+            sim = iou_matrix(kalman.cxcywh_to_xyxy(t[:, 0:4]), boxes)
+        if s.max_height_ratio > 0 and sim.size:
+            sim[_height_mismatch(t[:, 3], det[:, 3], s.max_height_ratio)] = 0.0
         if s.class_aware and sim.size:
             sim[t[:, CLS, None] != cls[None, :]] = 0.0
 
         match_t: list[np.ndarray] = []
         match_d: list[np.ndarray] = []
         matched = np.zeros(len(self), dtype=bool)
-        origin = self._origins()
+        # Where each track's direction is measured from (only needed for the direction term; without it the
+        # last observation will do for keeping DIR current).
+        origin = self._origins() if s.direction_weight > 0 else t[:, 40:42]
         # Stage 1: confident detections against confirmed and lost tracks, by IoU plus direction consistency.
         t_idx = np.flatnonzero(state != TENTATIVE)
         if s.direction_weight > 0 and t_idx.size and hi_idx.size:
@@ -181,6 +198,8 @@ class Tracker:
                 sim_obs = iou_matrix(kalman.cxcywh_to_xyxy(t[t_idx, OBS]), boxes[hi_left])
                 if s.class_aware:
                     sim_obs[t[t_idx, CLS, None] != cls[None, hi_left]] = 0.0
+                if s.max_height_ratio > 0:
+                    sim_obs[_height_mismatch(t[t_idx, 43], det[hi_left, 3], s.max_height_ratio)] = 0.0
                 rows, cols = assign(sim_obs, s.recovery_iou)
                 match_t.append(t_idx[rows])
                 match_d.append(hi_left[cols])

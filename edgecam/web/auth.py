@@ -236,6 +236,8 @@ class Authenticator:
         self.hasher = hasher or Hasher()
         self.proxies = TrustedProxies.of(trusted_proxies)
         self._hash: str | None = None
+        self._password_file = password_file
+        self._stamp = _stamp(password_file)
         if mode != "none":
             try:
                 self._hash = read_password_file(password_file) if password_file else None
@@ -248,6 +250,10 @@ class Authenticator:
 
     def client(self, peer: str, forwarded_for: str | None) -> str:
         return self.proxies.client(peer, forwarded_for)
+
+    def stale(self) -> bool:
+        """True when the password file changed since it was read (`edgecam password set` over it)."""
+        return self.mode != "none" and _stamp(self._password_file) != self._stamp
 
     async def authorize(
         self, path: str, authorization: str | None, token: str | None, client: str, *, count: bool = True
@@ -312,6 +318,14 @@ class Authenticator:
         if token is not None and tokens_ok and path in TOKEN_PATHS:
             return token
         return None
+
+
+def _stamp(path: Path | None) -> tuple[int, int, int] | None:
+    try:
+        info = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns) if info is not None else None
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from aiohttp import web, web_protocol
 
 from edgecam.render.encoder import JpegEncoder
+from edgecam.web import events_api
 from edgecam.web.auth import Authenticator
 from edgecam.web.metrics import Metrics
 from edgecam.web.stream import BOUNDARY, StreamFanout, TooManyClientsError
@@ -269,6 +270,7 @@ class Server:
         self.gate = _Gate(self)
         self._viewers: set[asyncio.Task[Any]] = set()
         self._allowed_hosts = _allowed_hosts()
+        self._events_api: events_api.EventsApi | None = None
 
     @property
     def port(self) -> int:
@@ -345,11 +347,12 @@ class Server:
         return response
 
     async def _respond(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.method not in ("GET", "HEAD"):
-            return _plain(405, "method not allowed\n", {"Allow": "GET, HEAD"})
+        path = request.path
+        allowed = events_api.methods(path) if events_api.handles(path) else ("GET", "HEAD")
+        if request.method not in allowed:
+            return _plain(405, "method not allowed\n", {"Allow": ", ".join(allowed)})
         app = self.app
         auth = app.authenticator
-        path = request.path
         peer = request.remote or "?"
         client = auth.client(peer, request.headers.get("X-Forwarded-For"))
         if auth.mode == "none" and not self._host_allowed(request, peer):
@@ -395,6 +398,11 @@ class Server:
             )
         if path == "/stream.mjpg":
             return await self._stream(request, client)
+        if events_api.handles(path):
+            if self._events_api is None:  # the app's event store (None: the API says it is unavailable)
+                store = getattr(getattr(app, "events", None), "store", None)
+                self._events_api = events_api.EventsApi(store, self._workers)
+            return await self._events_api.handle(request)
         return _plain(404, "not found\n")
 
     def _host_allowed(self, request: web.BaseRequest, peer: str) -> bool:
@@ -441,9 +449,17 @@ class Server:
             self._viewers.discard(task)
 
     async def _feed(self, request: web.BaseRequest, response: web.StreamResponse, client: str) -> None:
-        """Write parts until the viewer goes, the server stops or the viewer's credential stops passing."""
+        """Write parts until the viewer goes, the server stops or the viewer's credential stops passing.
+
+        After the first part (through aiohttp, which sends the head), parts go straight to the transport:
+        no await per part. A viewer whose socket still holds the previous part skips this one (a slow
+        viewer gets fewer frames, never older ones); one that takes nothing for STREAM_WRITE_TIMEOUT_S is
+        dropped."""
         auth = self.app.authenticator
         authorization, token = request.headers.get("Authorization"), request.query.get("token")
+        transport = request.transport
+        first = True
+        stuck_since: float | None = None
         async for data in self.app.fanout.parts():
             if self.app.authenticator is not auth:  # the stream settings were reloaded: check again
                 auth = self.app.authenticator
@@ -451,12 +467,27 @@ class Server:
                 if not verdict.ok:
                     log.info("stream: a viewer at %s no longer passes the stream auth; ended", client)
                     return
-            if not data:
+            if transport is None or transport.is_closing():
+                return
+            if first:
+                if not data:
+                    continue
+                try:
+                    await asyncio.wait_for(response.write(data), STREAM_WRITE_TIMEOUT_S)
+                except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+                    return
+                first = False
                 continue
-            try:
-                await asyncio.wait_for(response.write(data), STREAM_WRITE_TIMEOUT_S)
-            except (asyncio.TimeoutError, ConnectionError, RuntimeError):
-                return  # the viewer stopped reading or went away
+            backlog = transport.get_write_buffer_size()
+            if backlog > len(data):  # still sending an earlier part: skip this one
+                now = time.monotonic()
+                stuck_since = stuck_since or now
+                if now - stuck_since > STREAM_WRITE_TIMEOUT_S:
+                    return  # the viewer stopped reading
+                continue
+            stuck_since = None
+            if data:
+                transport.write(data)
 
 
 class _CloseDelimited(web.StreamResponse):

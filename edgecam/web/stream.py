@@ -48,14 +48,17 @@ class StreamFanout:
         self._clients = 0
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._fresh: asyncio.Event | None = None  # set (and replaced) on the loop for every new part
+        self._waiters: list[asyncio.Future[None]] = []  # one per viewer waiting for the next part
+        self._idle_s = 30.0
 
     # ---- wiring -------------------------------------------------------------------------------------------
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Called on ``loop`` by the web server when it starts serving."""
+    def attach(self, loop: asyncio.AbstractEventLoop, idle_s: float = 30.0) -> None:
+        """Called on ``loop`` by the web server when it starts serving. Every ``idle_s`` waiting viewers
+        are woken without a part (a chance to check on them), by one timer for all."""
         self._loop = loop
-        self._fresh = asyncio.Event()
+        self._idle_s = idle_s
+        loop.call_later(idle_s, self._tick)
 
     # ---- encoder side (JpegSink) ------------------------------------------------------------------------
 
@@ -83,15 +86,21 @@ class StreamFanout:
 
     # ---- event loop side ----------------------------------------------------------------------------------
 
-    def _publish(self, part: Part) -> None:
+    def _publish(self, part: Part) -> None:  # on the loop
         if self._part is None or part.sequence > self._part.sequence:
             self._part = part
         self._wake()
 
     def _wake(self) -> None:
-        fresh, self._fresh = self._fresh, asyncio.Event()
-        if fresh is not None:
-            fresh.set()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _tick(self) -> None:
+        self._wake()
+        if not self._closed and self._loop is not None:
+            self._loop.call_later(self._idle_s, self._tick)
 
     @property
     def clients(self) -> int:
@@ -115,9 +124,13 @@ class StreamFanout:
             self._clients -= 1
             self._on_demand_change()
 
-    async def parts(self, idle_s: float = 30.0) -> AsyncIterator[bytes]:
+    async def parts(self) -> AsyncIterator[bytes]:
         """The parts for one viewer: each time, the newest part newer than the last one it got. Yields
-        ``b""`` after ``idle_s`` without a part (a chance to check on the viewer); ends on ``close``."""
+        ``b""`` when woken without one (every ``idle_s``: a chance to check on the viewer); ends on
+        ``close``. Waiting costs a future per viewer, not a task or a timer."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the fan-out is not attached to an event loop")
         seen = self._part.sequence if self._part else 0
         while not self._closed:
             part = self._part
@@ -125,10 +138,9 @@ class StreamFanout:
                 seen = part.sequence
                 yield part.data
                 continue
-            fresh = self._fresh
-            if fresh is None:
-                raise RuntimeError("the fan-out is not attached to an event loop")
-            try:
-                await asyncio.wait_for(fresh.wait(), idle_s)
-            except asyncio.TimeoutError:
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            await waiter  # cancelling this viewer cancels its own future only
+            part = self._part
+            if part is None or part.sequence <= seen:
                 yield b""

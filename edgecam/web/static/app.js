@@ -81,6 +81,14 @@ function render(st) {
   const m = ev.mqtt;
   $("mqtt").textContent = !m ? "off" : `${m.connected ? "connected" : "offline"} · queue ${m.queue} · dropped ${m.dropped}`;
 
+  const motion = st.motion;
+  $("motion").textContent = !motion || motion.state === "off" ? "gating off: the detector runs on every frame"
+    : `${motion.state} · detector skipped ${motion.skipped_frames ?? 0} of ${(motion.skipped_frames ?? 0) + (motion.detected_frames ?? 0)} frames` +
+      (motion.last_motion ? ` · last motion ${new Date(motion.last_motion).toLocaleTimeString()}` : "");
+  $("ladder-warning").hidden = !ladder.warning;
+  $("ladder-warning").textContent = ladder.warning || "";
+  knownZones = (ev.zones || []).map((z) => z.name);
+
   const config = st.config || {};
   $("config-error").hidden = !config.error;
   $("config-error").textContent = config.error ? `Config not applied (the running config stays): ${config.error}` : "";
@@ -107,5 +115,91 @@ $("stream").addEventListener("error", () => {
 // The img's relative src carries the page's user:password@ too, which browsers block for subresources.
 if (location.username || location.password) $("stream").src = here("stream.mjpg");
 
+// ---- events: what happened while you were away ------------------------------------------------------------
+
+let knownZones = [];
+const seenLabels = new Set();
+
+function fillSelect(select, values, keep) {
+  const current = select.value;
+  const first = select.options[0];
+  select.replaceChildren(first);
+  for (const v of values) {
+    const option = document.createElement("option");
+    option.value = option.textContent = v;
+    select.append(option);
+  }
+  select.value = keep && values.includes(current) ? current : "";
+}
+
+function eventQuery() {
+  const q = new URLSearchParams({ limit: "60" });
+  if ($("ev-label").value) q.set("label", $("ev-label").value);
+  if ($("ev-zone").value) q.set("zone", $("ev-zone").value);
+  const day = $("ev-day").value;  // local day → [midnight, next midnight) in UTC ISO
+  if (day) {
+    const start = new Date(`${day}T00:00:00`);
+    q.set("since", start.toISOString());
+    q.set("until", new Date(start.getTime() + 86400000).toISOString());
+  }
+  return q;
+}
+
+function play(ev) {
+  const video = $("clip");
+  video.src = here(ev.clip.replace(/^\//, ""));
+  $("clip-caption").textContent = `${ev.label} · ${new Date(ev.start).toLocaleString()}`;
+  $("player").showModal();
+  video.play().catch(() => {});  // autoplay may be refused; the controls are there
+}
+
+function renderEvents(data) {
+  const list = $("events");
+  list.replaceChildren();
+  for (const ev of data.events) {
+    seenLabels.add(ev.label);
+    const li = document.createElement("li");
+    li.className = ev.clip ? "event" : "event noclip";
+    li.dataset.id = ev.id;
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.alt = ev.label;
+    if (ev.snapshot) img.src = here(ev.snapshot.replace(/^\//, ""));
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const start = new Date(ev.start);
+    const seconds = ev.end ? (new Date(ev.end) - start) / 1000 : null;
+    const label = document.createElement("b");
+    label.textContent = ev.label;
+    meta.append(label, ` · ${start.toLocaleTimeString()}`,
+      seconds === null ? " · now" : ` · ${duration(seconds)}`,
+      ev.zones && ev.zones.length ? ` · ${ev.zones.join(", ")}` : "",
+      ev.clip ? "" : (ev.end ? " · no clip" : " · recording…"));
+    li.append(img, meta);
+    if (ev.clip) li.addEventListener("click", () => play(ev));
+    list.append(li);
+  }
+  $("events-info").textContent = data.total
+    ? `${data.events.length} of ${data.total} event(s), newest first${data.total > data.events.length ? " (narrow the filters to see older ones)" : ""}`
+    : "no events yet";
+  fillSelect($("ev-label"), [...seenLabels].sort(), true);
+  fillSelect($("ev-zone"), knownZones, true);
+}
+
+async function refreshEvents() {
+  try {
+    const response = await fetch(here(`api/events?${eventQuery()}`), { cache: "no-store", credentials: "same-origin" });
+    if (response.ok) renderEvents(await response.json());
+    else $("events-info").textContent = `events unavailable (${response.status})`;
+  } catch (err) {
+    $("events-info").textContent = "events unavailable (offline)";
+  }
+}
+
+$("event-filters").addEventListener("change", refreshEvents);
+$("player").addEventListener("close", () => { $("clip").pause(); $("clip").removeAttribute("src"); });
+
 refresh();
 setInterval(refresh, 1000);
+refreshEvents();
+setInterval(refreshEvents, 10000);
