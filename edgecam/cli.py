@@ -40,9 +40,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from edgecam.config import ConfigError
     from edgecam.detect.runtime import EdgeTpuUnavailableError, RuntimeMissingError
     from edgecam.detect.store import ChecksumMismatchError, FetchError, ModelMissingError
+    from edgecam.ladder.switcher import LadderUnavailableError
 
     return (ConfigError, EdgeTpuUnavailableError, RuntimeMissingError, ChecksumMismatchError, FetchError,
-            ModelMissingError, KeyError, ValueError, ImportError, OSError)  # fmt: skip
+            ModelMissingError, LadderUnavailableError, KeyError, ValueError, ImportError, OSError)  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:

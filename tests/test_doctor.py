@@ -127,10 +127,20 @@ def test_libedgetpu_versions():
     assert not same_tf_minor("2.17.1", "2.14.0")
 
 
+def corrupt_model_dir(tmp_path: Path, model_dir: Path) -> Path:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    data = (model_dir / "detect.tflite").read_bytes()
+    (folder / "detect.tflite").write_bytes(data[: len(data) // 2])
+    return folder
+
+
 def test_check_models(tmp_path, model_dir):
     assert check_models(model_dir).status == OK
-    r = check_models(tmp_path)
-    assert r.status == FAIL and "edgecam models fetch" in r.advice
+    empty = check_models(tmp_path)  # the model that ships with edgecam is always there
+    assert empty.status == OK and "ssdlite_mobilenet_v2_coco" in empty.message
+    r = check_models(corrupt_model_dir(tmp_path, model_dir))
+    assert r.status == FAIL and "ssd_mobilenet_v1_coco" in r.message and "edgecam models fetch" in r.advice
 
 
 def test_run_doctor_on_this_machine(model_dir):
@@ -146,11 +156,11 @@ def test_run_doctor_on_this_machine(model_dir):
     assert lines[-1].startswith("13 checks: 0 failed")
 
 
-def test_run_doctor_fails_on_a_bad_config_and_missing_models(tmp_path):
+def test_run_doctor_fails_on_a_bad_config_and_a_corrupt_model(tmp_path, model_dir):
     bad = tmp_path / "config.yaml"
     bad.write_text("detector:\n  threshold: 1.5\n")
     lines: list[str] = []
-    assert run_doctor(bad, tmp_path / "empty", out=lines.append) == 1
+    assert run_doctor(bad, corrupt_model_dir(tmp_path, model_dir), out=lines.append) == 1
     text = "\n".join(lines)
     assert "fail  config" in text and "detector.threshold" in text
     assert "fail  models" in text
@@ -165,6 +175,7 @@ def test_doctor_as_a_process_exit_code(tmp_path, model_dir):
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = subprocess.run(
-        [sys.executable, "-c", code, str(REPO / "config.yaml"), str(tmp_path)], capture_output=True, text=True
-    )
+        [sys.executable, "-c", code, str(REPO / "config.yaml"), str(corrupt_model_dir(tmp_path, model_dir))],
+        capture_output=True, text=True,
+    )  # fmt: skip
     assert bad.returncode == 1 and "fail  models" in bad.stdout

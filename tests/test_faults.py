@@ -68,6 +68,7 @@ def test_config_edits_bad_then_good_are_handled_live(tmp_path, model_dir, media_
         )
         assert status["config"]["pending_restart"] == ["camera"]
         wait_for(lambda: "person" not in {t["label"] for t in app.status()["tracks"]}, 20, what="person gone")
+        assert set(app.status()["events"]["counts"]) == {"car"}  # the counts follow the new class list
         assert app.status()["source"]["frames"] > frames_before and app.status()["source"]["reconnects"] == 0
         # SIGHUP reloads too (here: nothing changed, and it says so).
         app.proc.send_signal(signal.SIGHUP)

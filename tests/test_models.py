@@ -276,3 +276,21 @@ def test_with_a_working_tpu_its_model_comes_first_and_a_dominated_twin_is_left_o
     assert build_ladder("auto", folder, manifest, tpu_works=lambda: False) == [
         EMBEDDED, "ssdlite_mobilenet_v2_a050_coco"
     ]
+
+
+def test_a_corrupt_labels_file_is_a_clear_error_not_a_traceback(tmp_path, model_dir, media_dir):
+    folder = installed_dir(tmp_path, model_dir, ["ssdlite_mobilenet_v2_a050_coco"])
+    (folder / "coco_labels.txt").write_bytes(b"\x00\xff garbage, not labels\n")  # found before the shipped one
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"camera: {{source: {media_dir / 'vtest.avi'}}}\n"
+        f"detector: {{model_dir: {folder}, ladder: [ssdlite_mobilenet_v2_a050_coco]}}\n"
+        "stream: {bind: 127.0.0.1}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "edgecam", "run", "--config", str(config), "--port", "0"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "no model of the ladder could be loaded" in result.stderr and "coco_labels.txt" in result.stderr

@@ -340,7 +340,7 @@ def test_real_pipeline_is_ready_only_once_it_serves(notify_socket, tmp_path, mod
         ready_at = time.monotonic()
         poller.join(5)
         assert first_answer, "the server never answered"
-        assert first_answer[0] <= ready_at + 0.05, "READY=1 came before the server answered"
+        assert first_answer[0] <= ready_at + 0.25, "READY=1 came before the server answered"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5) as r:
             assert r.status == 200
         ready = next(m for m in msgs if m.startswith("READY=1"))

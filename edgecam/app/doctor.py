@@ -8,8 +8,7 @@ in a subprocess.
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
+import functools
 import os
 import platform
 import re
@@ -155,20 +154,36 @@ def check_python() -> Result:
     return Result(OK, text)
 
 
+_RUNTIME_PROBE = """
+import sys
+from edgecam.detect.runtime import RuntimeMissingError, find_runtime
+try:
+    r = find_runtime()
+except RuntimeMissingError as exc:
+    print("missing", exc)
+    sys.exit(3)
+print("found", r.name, r.version)
+"""
+
+
+def _runtime_probe() -> tuple[str, str] | str:
+    """The runtime edgecam itself would pick (``edgecam.detect.runtime``: LiteRT, then tflite_runtime,
+    then tensorflow.lite), found in a child process: a broken wheel cannot take the doctor down.
+    Returns (module, version), or the reason none loads."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", _RUNTIME_PROBE], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return "importing the runtime hung for 120 s"
+    words = proc.stdout.split()
+    if proc.returncode == 0 and len(words) >= 3 and words[0] == "found":
+        return words[1], words[2]
+    return (proc.stdout + proc.stderr).strip().splitlines()[-1] if (proc.stdout + proc.stderr).strip() else "no output"
+
+
+@functools.lru_cache(maxsize=1)
 def _runtime() -> tuple[str, str] | None:
-    for module, dist in (("tflite_runtime", "tflite-runtime"), ("ai_edge_litert", "ai-edge-litert")):
-        try:
-            importlib.import_module(module + ".interpreter")
-        except ImportError:
-            continue
-        except Exception:
-            continue
-        try:
-            version = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            version = getattr(importlib.import_module(module), "__version__", "?")
-        return module, version
-    return None
+    found = _runtime_probe()
+    return found if isinstance(found, tuple) else None
 
 
 def check_runtime() -> Result:
@@ -176,21 +191,16 @@ def check_runtime() -> Result:
         import numpy
     except ImportError:
         return Result(FAIL, "numpy is not importable", "sudo apt install python3-numpy")
-    found = _runtime()
-    if found is None:
-        # Say why: a numpy 2 under a runtime built for numpy 1 fails to import.
-        for module in ("tflite_runtime", "ai_edge_litert"):
-            try:
-                importlib.import_module(module + ".interpreter")
-            except ImportError as exc:
-                if "numpy" in str(exc).lower():
-                    return Result(
-                        FAIL, f"{module} does not load with numpy {numpy.__version__}: {exc}",
-                        "tflite-runtime 2.14 needs numpy < 2: reinstall with install.sh (it pins apt's numpy)",
-                    )  # fmt: skip
+    found = _runtime_probe()
+    if isinstance(found, str):
+        if "numpy" in found.lower():
+            return Result(
+                FAIL, f"the TFLite runtime does not load with numpy {numpy.__version__}: {found}",
+                "reinstall with install.sh (it installs LiteRT against apt's numpy)",
+            )  # fmt: skip
         return Result(
-            FAIL, "no TFLite runtime (tflite_runtime or ai_edge_litert)",
-            "run install.sh, or pip install tflite-runtime==2.14.0 (Python ≤ 3.11) / ai-edge-litert (≥ 3.12)",
+            FAIL, f"no TFLite runtime: {found}",
+            "run install.sh, or pip install ai-edge-litert (Python 3.10-3.13); tflite-runtime only where it cannot",
         )  # fmt: skip
     module, version = found
     text = f"{module} {version} with numpy {numpy.__version__}"
@@ -198,6 +208,8 @@ def check_runtime() -> Result:
         return Result(
             FAIL, text, "tflite_runtime is built for numpy 1.x: use apt's numpy (reinstall with install.sh)"
         )
+    if module != "ai_edge_litert":
+        return Result(WARN, text, "LiteRT (pip install ai-edge-litert) runs the int8 models far faster here")
     return Result(OK, text)
 
 
@@ -210,6 +222,8 @@ def check_opencv() -> Result:
 
 
 def check_camera() -> Result:
+    from edgecam.capture.sources import AUTO_ORDER
+
     found = []
     for cmd in ("rpicam-hello", "libcamera-hello"):
         if shutil.which(cmd):
@@ -224,7 +238,7 @@ def check_camera() -> Result:
     if not found:
         return Result(
             WARN, "no camera found (no libcamera camera, no /dev/video*)",
-            "check the ribbon cable / USB camera; edgecam runs and shows 'no signal' meanwhile",
+            f"check the ribbon cable / USB camera; with camera.source: auto edgecam takes {AUTO_ORDER}",
         )  # fmt: skip
     return Result(OK, "camera: " + "; ".join(found))
 
@@ -259,6 +273,9 @@ def _libedgetpu_version() -> tuple[str, str] | None:
     return None
 
 
+LITERT_LIBEDGETPU_TF = ((2, 17), (2, 19))
+
+
 def check_libedgetpu() -> Result:
     lib = _libedgetpu_version()
     runtime = _runtime()
@@ -274,22 +291,27 @@ def check_libedgetpu() -> Result:
             WARN, f"{pkg} {version}: built for an unknown TensorFlow; runtime {module} {rt_version}",
             "libedgetpu must match the runtime's TensorFlow or it crashes: install.sh --coral installs a matched pair",
         )  # fmt: skip
+    if module == "ai_edge_litert":
+        # feranick's libedgetpu 16.0 builds for TF 2.17-2.19 state that they load under ai-edge-litert
+        if LITERT_LIBEDGETPU_TF[0] <= tuple(int(x) for x in tf.split(".")[:2]) <= LITERT_LIBEDGETPU_TF[1]:
+            return Result(OK, f"{pkg} {version} (TF {tf} build) with {module} {rt_version}")
+        return Result(
+            WARN, f"{pkg} {version} is built for TF {tf}; with {module} {rt_version} only the TF 2.17-2.19 builds are known to load",
+            "run install.sh --coral (it installs libedgetpu 16.0tf2.17.1)",
+        )  # fmt: skip
     if not same_tf_minor(tf, rt_version):
         return Result(
             FAIL, f"{pkg} {version} is built for TF {tf} but the runtime is {module} {rt_version}",
-            "a mismatched pair segfaults when the delegate loads: run install.sh --coral (TF 2.17.1 pair)",
+            "a mismatched pair segfaults when the delegate loads: run install.sh --coral",
         )  # fmt: skip
     return Result(OK, f"{pkg} {version} matches {module} {rt_version}")
 
 
 _DELEGATE_PROBE = """
 import sys
+from edgecam.detect.runtime import find_runtime
 try:
-    from tflite_runtime.interpreter import load_delegate
-except ImportError:
-    from ai_edge_litert.interpreter import load_delegate
-try:
-    load_delegate("libedgetpu.so.1")
+    find_runtime().load_delegate("libedgetpu.so.1")
 except (OSError, ValueError) as exc:
     print(type(exc).__name__, exc)
     sys.exit(3)

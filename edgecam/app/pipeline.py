@@ -341,6 +341,8 @@ class Pipeline:
         inference.tracker.settings = TrackerSettings(**config.tracker_settings())
         self.chain.apply_motion(config.motion)
         self.switcher.controller.settings = adapt_settings(config)
+        if config.detector.classes != self.loaded.config.detector.classes:
+            self.events.set_classes(config.detector.classes)
         self.supervisor.limit_s = config.service.watchdog_s
         self.chain.encoder.update_settings(encoder_settings(config))
         self.chain.fanout.max_clients = config.stream.max_clients

@@ -85,6 +85,13 @@ class EventHub:
         self.events = 0
         self.errors = 0
 
+    def set_classes(self, classes: Iterable[str]) -> None:
+        """A live change of ``detector.classes``: counts list the new classes (0 until seen), not the old."""
+        self._zero = dict.fromkeys(classes, 0)
+        self.counts = {**self._zero, **Counter(self._alive.values())}
+        if self.mqtt is not None:
+            self._publish_counts()
+
     def start(self) -> None:
         if self.store is not None:
             self.store.start()

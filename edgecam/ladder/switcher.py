@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 CONSECUTIVE_FAILURES_FOR_FAULT = 3  # a CPU model that keeps raising is treated like a failing TPU
 
 
+class LadderUnavailableError(RuntimeError):
+    """Not one model of the ladder loads; the message says why for each."""
+
+
 @dataclass(frozen=True)
 class SwitchRecord:
     time: float  # wall clock (epoch seconds)
@@ -76,6 +80,7 @@ class ModelSwitcher:
             for model_id in ids
         ]
         position = None
+        self._load_errors: dict[str, str] = {}
         for index, rung in enumerate(rungs):  # load and probe every rung now: swaps later are instant
             detector = self._try_load(rung.model_id)
             if detector is None:
@@ -86,7 +91,8 @@ class ModelSwitcher:
             log.info("ladder rung %d: %s %.1f ms per frame (idle probe)", index, rung.model_id, rung.idle_ms)
             position = index if position is None else position
         if position is None:
-            raise RuntimeError("no model of the ladder could be loaded: " + ", ".join(ids))
+            why = "; ".join(f"{m}: {e}" for m, e in self._load_errors.items())
+            raise LadderUnavailableError(f"no model of the ladder could be loaded ({why})")
         self.controller = LadderController(rungs, settings, position, clock)
         self._detector = self._detectors[rungs[position].model_id]
         self._ready: tuple[Decision, Detector] | None = None
@@ -107,6 +113,7 @@ class ModelSwitcher:
             detector = self._load(model_id)
         except Exception as exc:
             log.warning("model %s not available: %s", model_id, exc)
+            self._load_errors[model_id] = str(exc)
             return None
         self._detectors[model_id] = detector
         return detector
