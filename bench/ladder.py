@@ -21,8 +21,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-
 from edgecam.app.pipeline import Overrides, Pipeline
 from edgecam.config import LoadedConfig, parse_config
 
@@ -89,7 +87,8 @@ def run(args: argparse.Namespace) -> dict:
                 time.sleep(0.02)
             if second == load_on:
                 if not args.min_fps:  # calibrate on the big model's rate measured in the idle phase
-                    idle_fps = sum(p["inference_fps"] for p in timeline[5:]) / max(1, len(timeline[5:]))
+                    # the inference-limited rate the ladder judges (busy time), not the camera-bound frame rate
+                    idle_fps = statistics.median(p["ladder_rate_fps"] or 0.0 for p in timeline[5:])
                     min_fps = round(args.min_fps_fraction * idle_fps, 2)
                     controller = pipeline.switcher.controller
                     controller.settings = dataclasses.replace(controller.settings, min_fps=min_fps)
@@ -129,14 +128,20 @@ def summarize(timeline, switches, arrivals, t0, load_on, load_off, min_fps, idle
     down = next((s["at_s"] for s in switches if s["at_s"] >= load_on and s["to"] == SMALL), None)
     up = next((s["at_s"] for s in switches if s["at_s"] >= load_off and s["to"] == BIG), None)
     offsets = [a - t0 for a in arrivals]
-    # Recovered: the first frame after the step down from which the stream runs at min_fps or faster
-    # (median of the next 3 intervals).
+    # Recovered: the first sample after the step down where the rate the ladder judges (what inference can do,
+    # from its busy time) is back at min_fps or above. (The stream runs at the camera's rate once inference is
+    # faster than the camera, so the stream's own rate cannot tell.)
     recovered = None
     if down is not None:
-        for i, at in enumerate(offsets[:-3]):
-            if at >= down and statistics.median(np.diff(offsets[i : i + 4])) <= 1 / min_fps:
-                recovered = at
-                break
+        recovered = next(
+            (p["t"] for p in timeline if p["t"] >= down and (p["ladder_rate_fps"] or 0.0) >= min_fps), None
+        )
+    before_switch = [
+        p["ladder_rate_fps"]
+        for p in timeline
+        if load_on + 1 <= p["t"] < (down or load_off) and p["ladder_rate_fps"]
+    ]
+    under_load = statistics.median(before_switch) / min_fps if before_switch and min_fps else None
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     median_gap = statistics.median(gaps) if gaps else 0.0
     # The stream runs at the inference rate, so "a frame interval" is the interval of the moment: the big
@@ -170,6 +175,7 @@ def summarize(timeline, switches, arrivals, t0, load_on, load_off, min_fps, idle
             "recover": args.recover,
             "hog_processes": args.hogs,
         },
+        "rate_under_load_over_min_fps": None if under_load is None else round(under_load, 2),
         "time_to_step_down_s": None if down is None else round(down - load_on, 2),
         "time_to_recover_s": None if recovered is None else round(recovered - load_on, 2),
         "time_back_up_s": None if up is None else round(up - load_off, 2),

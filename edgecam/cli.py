@@ -64,8 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="override camera.source (file, URL, /dev/videoN, picamera2, testpattern)")
     p.add_argument("--port", type=int, help="override stream.port (0 = any free port)")
     p.add_argument("--bind", help="override stream.bind")
-    p.add_argument("--model-dir", type=Path, help="override detector.model_dir (the shipped model is always found)")
-    p.add_argument("--model", help="one id pins the model; a comma list sets the ladder (see `edgecam models list`)")
+    p.add_argument(
+        "--model-dir", type=Path, help="override detector.model_dir (the shipped model is always found)"
+    )
+    p.add_argument(
+        "--model", help="one id pins the model; a comma list sets the ladder (see `edgecam models list`)"
+    )
     p.add_argument("--threads", type=int, help="override detector.threads (CPU interpreter threads)")
     p.add_argument("--no-realtime", action="store_true", help="play a file source as fast as it is used")
     p.set_defaults(handler=_cmd_run)
@@ -81,8 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", help="model directory (default: $EDGECAM_MODEL_DIR, else the config's)")
     p.add_argument("--config", type=Path, help="config file for the model directory and threads")
     p.add_argument("--threshold", type=float, default=0.5, help="minimum score, 0-1 (default: %(default)s)")
-    p.add_argument("--classes", help="comma-separated labels to report (default: every class, whatever the config says)")
-    p.add_argument("--threads", type=int, help="CPU interpreter threads (default: the config's detector.threads)")
+    p.add_argument(
+        "--classes", help="comma-separated labels to report (default: every class, whatever the config says)"
+    )
+    p.add_argument(
+        "--threads", type=int, help="CPU interpreter threads (default: the config's detector.threads)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per image per line")
     p.add_argument(
         "--out", type=Path, help="write an annotated copy (a folder when several images are given)"
@@ -101,18 +109,30 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list, verify and fetch models")
     msub = models.add_subparsers(title="models commands", required=True)
     for name, handler, text in (
-        ("list", _cmd_models_list, "models and assets: status, accuracy, cost, licence, and why auto skips one"),
-        ("verify", _cmd_models_verify, "check the checksum of the given ids (all when none; exit 1 on a mismatch)"),
+        (
+            "list",
+            _cmd_models_list,
+            "models and assets: status, accuracy, cost, licence, and why auto skips one",
+        ),
+        (
+            "verify",
+            _cmd_models_verify,
+            "check the checksum of the given ids (all when none; exit 1 on a mismatch)",
+        ),
         ("fetch", _cmd_models_fetch, "download (or import with --from) and verify"),
     ):
-        p = msub.add_parser(name, help=text, epilog=f"example: edgecam models {name} --model-dir /var/lib/edgecam/models")
+        p = msub.add_parser(
+            name, help=text, epilog=f"example: edgecam models {name} --model-dir /var/lib/edgecam/models"
+        )
         p.add_argument("--model-dir", help="model directory (default: $EDGECAM_MODEL_DIR, else the config's)")
         p.add_argument("--config", type=Path, help="config file whose detector.model_dir to use")
         if name == "verify":
             p.add_argument("ids", nargs="*", help="model or asset ids (default: every one)")
         if name == "fetch":
             p.add_argument(
-                "ids", nargs="*", help="model or asset ids (default: the optional CPU model, labels and sample video)"
+                "ids",
+                nargs="*",
+                help="model or asset ids (default: the optional CPU model, labels and sample video)",
             )
             p.add_argument(
                 "--from", dest="local_dirs", type=Path, action="append",
@@ -143,7 +163,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: edgecam bench detector --threads 1 --json > bench.json",
     )  # fmt: skip
     p.add_argument("--model", help="comma-separated model ids (default: the rungs of `ladder: auto`)")
-    p.add_argument("--threads", default="1", help="comma-separated interpreter thread counts (default: %(default)s)")
+    p.add_argument(
+        "--threads", default="1", help="comma-separated interpreter thread counts (default: %(default)s)"
+    )
     p.add_argument("--model-dir", help="model directory (default: $EDGECAM_MODEL_DIR, else the config's)")
     p.add_argument("--config", type=Path, help="config file whose detector.model_dir to use")
     p.add_argument("--video", type=Path, help="frames to use (default: the manifest's sample video)")
@@ -202,17 +224,25 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  camera   {c.camera.source} {c.camera.width}x{c.camera.height} @ {c.camera.fps:g} fps")
     print(f"  detector ladder {ladder}; threshold {c.detector.threshold:g}; classes {classes}")
     print(f"  models   {loaded.resolve(c.detector.model_dir)} (and the model that ships with edgecam)")
-    print(f"  stream   {_stream_url(c.stream.bind, c.stream.port)} at ≤ {c.stream.fps:g} fps, quality {c.stream.quality}")
+    print(
+        f"  stream   {_stream_url(c.stream.bind, c.stream.port)} at ≤ {c.stream.fps:g} fps, quality {c.stream.quality}"
+    )
     mode = c.stream.auth_mode
     if mode == "none":
-        print("  access   no password: anyone who can reach the port sees the stream (set stream.password_file)")
+        print(
+            "  access   no password: anyone who can reach the port sees the stream (set stream.password_file)"
+        )
     else:
         file = loaded.resolve(c.stream.password_file or "")
-        state = "" if file.is_file() else f" — {file} does not exist yet: `edgecam password set --file {file}`"
+        state = (
+            "" if file.is_file() else f" — {file} does not exist yet: `edgecam password set --file {file}`"
+        )
         print(f"  access   password required ({mode}, user '{c.stream.username}', hash in {file}){state}")
     r = c.recording
     clips = f"clips {r.pre_s:g} s before to {r.post_s:g} s after" if r.enabled else "no clips"
-    print(f"  events   {loaded.resolve(r.dir)}: event list, {clips}, kept {r.retain_days:g} days / {r.max_gb:g} GB")
+    print(
+        f"  events   {loaded.resolve(r.dir)}: event list, {clips}, kept {r.retain_days:g} days / {r.max_gb:g} GB"
+    )
     return 0
 
 
@@ -336,7 +366,9 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
             same_kind = [m for m in installed if manifest.models[m].edgetpu == model.edgetpu]
             why = why_not_auto(file_id, same_kind, manifest)
             auto = f"; skipped: {why}" if why else "; used"
-        print(f"{file_id:32} {kind:8} {status:18} {accuracy:>6} {cost:>5}  {manifest.entry(file_id).licence}{auto}")
+        print(
+            f"{file_id:32} {kind:8} {status:18} {accuracy:>6} {cost:>5}  {manifest.entry(file_id).licence}{auto}"
+        )
     return 0
 
 

@@ -17,7 +17,13 @@ def edgecam(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
 
 def test_detect_json_prints_the_cat(model_dir, media_dir):
     result = edgecam(
-        "detect", str(media_dir / "cat.bmp"), "--json", "--model-dir", str(model_dir), "--model", "ssd_mobilenet_v1_coco"
+        "detect",
+        str(media_dir / "cat.bmp"),
+        "--json",
+        "--model-dir",
+        str(model_dir),
+        "--model",
+        "ssd_mobilenet_v1_coco",
     )
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
@@ -49,7 +55,9 @@ def test_detect_keeps_going_past_an_unreadable_image(model_dir, media_dir, tmp_p
 
 
 def test_detect_names_a_missing_model(tmp_path, media_dir):
-    result = edgecam("detect", str(media_dir / "cat.bmp"), "--model-dir", str(tmp_path), "--model", "ssd_mobilenet_v1_coco")
+    result = edgecam(
+        "detect", str(media_dir / "cat.bmp"), "--model-dir", str(tmp_path), "--model", "ssd_mobilenet_v1_coco"
+    )
     assert result.returncode == 1
     assert "is not installed; run `edgecam models fetch ssd_mobilenet_v1_coco" in result.stderr
     assert "Traceback" not in result.stderr
@@ -80,5 +88,8 @@ def test_bench_detector_defaults_to_the_auto_ladder_and_prints_a_table(model_dir
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("runtime: ai_edge_litert ")
-    assert [line.split()[0] for line in lines[2:]] == ["ssdlite_mobilenet_v2_coco", "ssdlite_mobilenet_v2_a050_coco"]
+    assert [line.split()[0] for line in lines[2:]] == [
+        "ssdlite_mobilenet_v2_coco",
+        "ssdlite_mobilenet_v2_a050_coco",
+    ]
     assert "{" not in result.stdout  # the table or JSON, not both

@@ -48,11 +48,25 @@ def plain_run(path: Path, cv2, threshold: float = 0.5) -> list[tuple[str, float,
     return sorted(found, key=lambda d: -d[1])
 
 
-@pytest.mark.parametrize("image", ["cat.bmp", "grace_hopper.bmp", "kite_and_cold.jpg", "traffic_frame_0001.bmp"])
+@pytest.mark.parametrize(
+    "image", ["cat.bmp", "grace_hopper.bmp", "kite_and_cold.jpg", "traffic_frame_0001.bmp"]
+)
 def test_detect_gives_what_a_plain_interpreter_run_gives(image, media_dir, cv2, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "edgecam", "detect", str(media_dir / image), "--json", "--model-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "edgecam",
+            "detect",
+            str(media_dir / image),
+            "--json",
+            "--model-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )  # fmt: skip  (an empty model dir and no config: the shipped model is found, every class reported)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -17,9 +17,7 @@ INSTALL = REPO / "install.sh"
 UNIT = REPO / "systemd" / "edgecam.service"
 SHELL_SCRIPTS = [INSTALL, REPO / "tests" / "system" / "chroot_install.sh"]
 DOC = REPO / "docs" / "install.md"
-CAMERA_ORDER = (
-    "the Pi camera (picamera2), else the first USB camera (/dev/videoN), else the sample video, else a test pattern"
-)
+CAMERA_ORDER = "the Pi camera (picamera2), else the first USB camera (/dev/videoN), else the sample video, else a test pattern"
 
 
 def _tool(name: str, package: str) -> str:
@@ -116,7 +114,10 @@ def test_dry_run_offline_checks_the_bundle(tmp_path):
     assert "not brought (not in" in models and "ssd_mobilenet_v1_coco" in models
     (tmp_path / "models" / "detect.tflite").write_bytes(b"")
     result = _run("--dry-run", "--offline", str(tmp_path))
-    assert f"models fetch --model-dir /var/lib/edgecam/models --from {tmp_path}/models --from {REPO}/models ssd_mobilenet_v1_coco" in result.stdout
+    assert (
+        f"models fetch --model-dir /var/lib/edgecam/models --from {tmp_path}/models --from {REPO}/models ssd_mobilenet_v1_coco"
+        in result.stdout
+    )
 
 
 def test_dry_run_bundle_resolves_litert_against_apt_numpy(tmp_path):
@@ -196,7 +197,10 @@ def test_config_rewrite_sets_only_the_stream_password_file(tmp_path):
         "snapshots:\n  enabled: false\n  dir: snapshots       # relative to this file\n"
     )  # fmt: skip
     out = _show_config(src)
-    assert _section(out, "mqtt") == "  enabled: true\n  password_file: /etc/edgecam/mqtt-password  # the broker's\n\n"
+    assert (
+        _section(out, "mqtt")
+        == "  enabled: true\n  password_file: /etc/edgecam/mqtt-password  # the broker's\n\n"
+    )
     stream = _section(out, "stream")
     assert "  auth: basic\n" in stream
     assert "  password_file: /etc/edgecam/auth  # e.g. /etc/edgecam/auth\n" in stream
@@ -212,9 +216,7 @@ def test_config_rewrite_adds_missing_keys_to_their_section(tmp_path):
         "recording:\n  enabled: false\n  dir: recordings\n"
     )  # fmt: skip
     out = _show_config(src)
-    assert _section(out, "stream") == (
-        "  port: 8080\n  auth: basic\n  password_file: /etc/edgecam/auth\n\n"
-    )
+    assert _section(out, "stream") == ("  port: 8080\n  auth: basic\n  password_file: /etc/edgecam/auth\n\n")
     assert "  password_file: null\n" in _section(out, "mqtt")
     assert _section(out, "recording") == "  enabled: false\n  dir: /var/lib/edgecam/state\n\n"
     assert out.endswith("\nsnapshots:\n  dir: /var/lib/edgecam/state/snapshots\n")  # appended
@@ -285,7 +287,13 @@ def test_no_package_registry_host_is_named():
         r"pypi\.org|pythonhosted|deb\.debian\.org|ftp\.debian|archive\.raspberrypi\.(org|com)/debian|"
         r"security\.debian|registry\.npmjs|npmjs\.(org|com)|piwheels"
     )  # fmt: skip
-    for path in (*SHELL_SCRIPTS, UNIT, DOC, Path(__file__), REPO / "tests" / "system" / "test_chroot_install.py"):
+    for path in (
+        *SHELL_SCRIPTS,
+        UNIT,
+        DOC,
+        Path(__file__),
+        REPO / "tests" / "system" / "test_chroot_install.py",
+    ):
         text = path.read_text()
         if path == Path(__file__):
             text = text.split("def test_no_package_registry_host_is_named")[0]
@@ -322,7 +330,9 @@ def test_unit_has_what_the_service_needs():
                        ("PrivateTmp", "yes"), ("DevicePolicy", "closed"), ("CapabilityBoundingSet", "")):  # fmt: skip
         assert s[key] == [value], key
     assert s["ReadWritePaths"] == ["/var/lib/edgecam/state"]
-    assert s["StateDirectory"] == ["edgecam/state"]  # where snapshots and recordings go (install.sh sets them)
+    assert s["StateDirectory"] == [
+        "edgecam/state"
+    ]  # where snapshots and recordings go (install.sh sets them)
     allowed = " ".join(s["DeviceAllow"])
     for group in ("char-video4linux", "char-media", "char-dma_heap", "char-usb_device", "char-apex"):
         assert group in allowed

@@ -94,7 +94,9 @@ def test_fetch_from_local_folder_then_nothing_to_do(model_dir, tmp_path):
     assert "licence none stated" in result.stdout and "states no licence" in result.stdout
     assert all(check(tmp_path, load_manifest(), i).status is Status.VERIFIED for i in ids)
     # the label file ships with edgecam: found in its own models/, not copied
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(load_manifest().entry(i).file for i in ids[:2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        load_manifest().entry(i).file for i in ids[:2]
+    )
     mtime = (tmp_path / "detect.tflite").stat().st_mtime_ns
     fetch(tmp_path, load_manifest(), ids, local_dirs=[model_dir])
     assert (tmp_path / "detect.tflite").stat().st_mtime_ns == mtime
@@ -170,7 +172,9 @@ def test_cut_short_or_wrong_download_never_lands_under_the_final_name(model_dir,
     target = tmp_path / "models"
     try:
         with pytest.raises(FetchError) as info:
-            fetch(target, manifest, ["ssdlite_mobilenet_v2_a050_coco", "sample_video", "ssd_mobilenet_v1_coco"])
+            fetch(
+                target, manifest, ["ssdlite_mobilenet_v2_a050_coco", "sample_video", "ssd_mobilenet_v1_coco"]
+            )
     finally:
         _Handler.cut_short = set()
     text = str(info.value)
@@ -249,7 +253,8 @@ def test_auto_takes_only_rungs_that_trade_accuracy_for_speed(tmp_path, model_dir
     folder = installed_dir(tmp_path, model_dir, ["ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco"])
     # v1 is slower and less accurate than the shipped SSDLite α1.0: dominated, never chosen by auto
     assert resolve_ladder("auto", folder, manifest, tpu_works=lambda: False) == [
-        EMBEDDED, "ssdlite_mobilenet_v2_a050_coco"
+        EMBEDDED,
+        "ssdlite_mobilenet_v2_a050_coco",
     ]
     listing = run_cli("models", "list", "--model-dir", str(folder)).stdout
     assert "ssd_mobilenet_v1_coco" in listing and "skipped: dominated by ssdlite_mobilenet_v2_coco" in listing
@@ -274,13 +279,16 @@ def test_with_a_working_tpu_its_model_comes_first_and_a_dominated_twin_is_left_o
     # the TPU's CPU twin (SSD MobileNetV2, 0.353 at cost 1.18) is beaten by the shipped SSDLite α1.0
     assert ladder == ["ssd_mobilenet_v2_coco_edgetpu", EMBEDDED, "ssdlite_mobilenet_v2_a050_coco"]
     assert build_ladder("auto", folder, manifest, tpu_works=lambda: False) == [
-        EMBEDDED, "ssdlite_mobilenet_v2_a050_coco"
+        EMBEDDED,
+        "ssdlite_mobilenet_v2_a050_coco",
     ]
 
 
 def test_a_corrupt_labels_file_is_a_clear_error_not_a_traceback(tmp_path, model_dir, media_dir):
     folder = installed_dir(tmp_path, model_dir, ["ssdlite_mobilenet_v2_a050_coco"])
-    (folder / "coco_labels.txt").write_bytes(b"\x00\xff garbage, not labels\n")  # found before the shipped one
+    (folder / "coco_labels.txt").write_bytes(
+        b"\x00\xff garbage, not labels\n"
+    )  # found before the shipped one
     config = tmp_path / "config.yaml"
     config.write_text(
         f"camera: {{source: {media_dir / 'vtest.avi'}}}\n"

@@ -143,7 +143,9 @@ def test_supervisor_gives_up_on_a_stage_it_cannot_restart_and_stops_the_pings(no
     n = ServiceNotifier({"NOTIFY_SOCKET": notify_socket.env_value, "WATCHDOG_USEC": "2000000"})
     now = [1000.0]
     camera = Beat(now, restart_ok=False)
-    sup = Supervisor([Stage("capture", lambda: camera.beat, camera.restart)], limit_s=10, clock=lambda: now[0])
+    sup = Supervisor(
+        [Stage("capture", lambda: camera.beat, camera.restart)], limit_s=10, clock=lambda: now[0]
+    )
     sup.attach(n)
     now[0] = 1011.0
     sup.tick()

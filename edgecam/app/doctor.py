@@ -171,13 +171,19 @@ def _runtime_probe() -> tuple[str, str] | str:
     then tensorflow.lite), found in a child process: a broken wheel cannot take the doctor down.
     Returns (module, version), or the reason none loads."""
     try:
-        proc = subprocess.run([sys.executable, "-c", _RUNTIME_PROBE], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", _RUNTIME_PROBE], capture_output=True, text=True, timeout=120
+        )
     except subprocess.TimeoutExpired:
         return "importing the runtime hung for 120 s"
     words = proc.stdout.split()
     if proc.returncode == 0 and len(words) >= 3 and words[0] == "found":
         return words[1], words[2]
-    return (proc.stdout + proc.stderr).strip().splitlines()[-1] if (proc.stdout + proc.stderr).strip() else "no output"
+    return (
+        (proc.stdout + proc.stderr).strip().splitlines()[-1]
+        if (proc.stdout + proc.stderr).strip()
+        else "no output"
+    )
 
 
 @functools.lru_cache(maxsize=1)

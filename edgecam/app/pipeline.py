@@ -81,7 +81,10 @@ def source_spec(spec: str, model_dir: Path, manifest: Manifest) -> str:
     if spec != "auto":
         return spec
     sample = None
-    if "sample_video" in manifest.assets and check(model_dir, manifest, "sample_video").status is Status.VERIFIED:
+    if (
+        "sample_video" in manifest.assets
+        and check(model_dir, manifest, "sample_video").status is Status.VERIFIED
+    ):
         sample = model_dir / manifest.assets["sample_video"].file
     resolved = resolve_auto(sample)
     log.info("camera.source auto: using %s", resolved)
@@ -357,7 +360,11 @@ class Pipeline:
     def _load_model(self, model_id: str) -> Detector:
         d = self.loaded.config.detector
         return load_detector(
-            model_id, self.model_dir, threads=self.threads, edgetpu_device=d.edgetpu_device, manifest=self.manifest
+            model_id,
+            self.model_dir,
+            threads=self.threads,
+            edgetpu_device=d.edgetpu_device,
+            manifest=self.manifest,
         )
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
@@ -370,7 +377,9 @@ class Pipeline:
         if self.watcher is not None:
             self.watcher.start()
         self.supervisor.start()
-        log.info("streaming %s with %s on %s", self.source.name, self.inference.detector.model_id, self.urls()[0])
+        log.info(
+            "streaming %s with %s on %s", self.source.name, self.inference.detector.model_id, self.urls()[0]
+        )
 
     @property
     def port(self) -> int:

@@ -107,7 +107,10 @@ class Supervisor(threading.Thread):
                               f"in {self.restart_window_s / 60:.0f} min")  # fmt: skip
                 continue
             log.error(
-                "%s stage stuck for %.0f s (limit %.0f s): restarting it", stage.name, stuck_for, self._limit_s
+                "%s stage stuck for %.0f s (limit %.0f s): restarting it",
+                stage.name,
+                stuck_for,
+                self._limit_s,
             )
             try:
                 stage.restart()

@@ -21,7 +21,6 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 
 
-
 class ServiceNotifier:
     """sd_notify over ``$NOTIFY_SOCKET`` (AF_UNIX datagram; a leading '@' is the abstract namespace)."""
 
@@ -114,7 +113,9 @@ class ServiceApp(Protocol):
     def reload(self) -> bool: ...
 
 
-def run_service(app: ServiceApp, stop_event: threading.Event, *, notifier: ServiceNotifier | None = None) -> None:
+def run_service(
+    app: ServiceApp, stop_event: threading.Event, *, notifier: ServiceNotifier | None = None
+) -> None:
     """Serve a started app until SIGTERM/SIGINT (or ``stop_event``): tell systemd it is ready, let the app's
     supervisor feed systemd's watchdog, and reload on SIGHUP. Call from the main thread after
     ``app.start()``; the caller stops the app afterwards."""

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from edgecam.detect import load_detector
+from edgecam.detect.cpuclock import contention
 from edgecam.detect.manifest import load_manifest
 from edgecam.detect.store import verified_path
-from edgecam.detect.cpuclock import contention
 from edgecam.vision import cv2
 
 

@@ -87,7 +87,10 @@ class EventHub:
 
     def set_classes(self, classes: Iterable[str]) -> None:
         """A live change of ``detector.classes``: counts list the new classes (0 until seen), not the old."""
+        classes = list(classes)
         self._zero = dict.fromkeys(classes, 0)
+        if classes:  # objects of a class no longer reported stop counting now, not when their tracks expire
+            self._alive = {track_id: label for track_id, label in self._alive.items() if label in classes}
         self.counts = {**self._zero, **Counter(self._alive.values())}
         if self.mqtt is not None:
             self._publish_counts()

@@ -89,7 +89,9 @@ def resolve_ladder(
             better = dominated_by(model_id, ids, manifest)
             if better is not None:
                 log.warning(
-                    "detector.ladder: %s is slower and less accurate than %s (kept, as written)", model_id, better
+                    "detector.ladder: %s is slower and less accurate than %s (kept, as written)",
+                    model_id,
+                    better,
                 )
         return ids
     installed = installed_models(model_dir, manifest)
@@ -112,7 +114,12 @@ def ladder_with_twins(ids: Sequence[str], manifest: Manifest) -> list[str]:
         if model_id not in result:
             result.append(model_id)
         twin = manifest.models[model_id].cpu_twin
-        if twin and twin not in ids and twin not in result and dominated_by(twin, cpu_rungs, manifest) is None:
+        if (
+            twin
+            and twin not in ids
+            and twin not in result
+            and dominated_by(twin, cpu_rungs, manifest) is None
+        ):
             result.append(twin)
     return result
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecam.detect import Detector
+from edgecam.detect.cpuclock import contention
 from edgecam.detect.manifest import Manifest
 from edgecam.ladder.controller import AdaptSettings, Decision, LadderController, Rung
-from edgecam.detect.cpuclock import contention
 
 log = logging.getLogger(__name__)
 

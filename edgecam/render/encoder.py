@@ -65,7 +65,8 @@ class JpegEncoder:
         self._pending: OutputFrame | None = None
         self._latest: OutputFrame | None = None
         self._stop = threading.Event()
-        self.encoded_frames = 0
+        self.encoded_frames = 0  # every JPEG made: for the stream, a snapshot or an event's picture
+        self.streamed_frames = 0  # JPEGs handed to the stream (made only while someone watches)
         self.encode_ms = LatencyWindow(100)
         self.latency_ms = LatencyWindow(300)  # capture → JPEG ready
         self.rate = RateMeter()
@@ -200,6 +201,7 @@ class JpegEncoder:
     def _send(self, data: bytes) -> None:
         for sink in self._sinks:
             sink.send(data)
+        self.streamed_frames += 1
         self.rate.tick()
 
     def _no_signal_card(self, reason: str) -> bytes:

@@ -47,7 +47,9 @@ def _time(value: str, name: str) -> float:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise BadQuery(f"{name}: not a time (use ISO 8601 like 2026-12-01T08:00:00Z, or epoch seconds)") from None
+        raise BadQuery(
+            f"{name}: not a time (use ISO 8601 like 2026-12-01T08:00:00Z, or epoch seconds)"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
@@ -104,7 +106,9 @@ class EventsApi:
             event_id = int(match.group(1))
             if request.method == "DELETE":
                 deleted = await loop.run_in_executor(self._workers, self.store.delete, event_id)
-                return _json(200, {"deleted": event_id}) if deleted else _json(404, {"error": "no such event"})
+                return (
+                    _json(200, {"deleted": event_id}) if deleted else _json(404, {"error": "no such event"})
+                )
             if request.method not in ("GET", "HEAD"):
                 return _json(405, {"error": "method not allowed"}, {"Allow": "GET, HEAD, DELETE"})
             record = await loop.run_in_executor(self._workers, self.store.get, event_id)
@@ -116,9 +120,13 @@ class EventsApi:
             kind, _, content_type = _TYPES[match.group(1)]
             file = await loop.run_in_executor(self._workers, self.store.media_path, int(match.group(2)), kind)
             if file is None:
-                return _json(404, {"error": f"no {kind} for this event (not recorded, not complete yet, or deleted)"})
+                return _json(
+                    404, {"error": f"no {kind} for this event (not recorded, not complete yet, or deleted)"}
+                )
             # FileResponse answers Range (206), If-Range and HEAD itself, and sends with sendfile.
-            return web.FileResponse(file, headers={"Content-Type": content_type, "Cache-Control": "private, max-age=3600"})
+            return web.FileResponse(
+                file, headers={"Content-Type": content_type, "Cache-Control": "private, max-age=3600"}
+            )
         return _json(404, {"error": "not found"})
 
 

@@ -84,6 +84,7 @@ def stream_block(encoder: JpegEncoder, fanout: StreamFanout) -> dict[str, Any]:
     return {
         "clients": fanout.clients,
         "encoded_frames": encoder.encoded_frames,
+        "streamed_frames": encoder.streamed_frames,
         "fps": round(encoder.rate.rate, 2),
         "encode_ms": round(encoder.encode_ms.percentile(50), 1),
         "latency_ms": {
