@@ -16,6 +16,7 @@ import itertools
 import json
 import multiprocessing
 import statistics
+import sys
 import threading
 import time
 import urllib.request
@@ -249,7 +250,10 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    plot(result, out.with_suffix(".png"))
+    try:
+        plot(result, out.with_suffix(".png"))
+    except ImportError:
+        print("(no plot: matplotlib is not installed; pip install 'edgecam[bench]')", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return

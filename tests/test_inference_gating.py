@@ -96,3 +96,22 @@ def test_busy_video_detects_every_frame(tmp_path, model_dir, media_dir):
         assert status["motion"]["last_motion_s_ago"] is not None and status["motion"]["last_motion_s_ago"] < 2
     finally:
         app.stop()
+
+
+def test_a_still_scene_feeds_the_clip_recorder_twice_a_second(tmp_path, model_dir, still_video, media_dir):
+    """The pre-roll encoder runs all day: on a still scene it gets 2 frames a second, on a busy one every frame
+    at the stream's cap."""
+    pytest.importorskip("av", reason="PyAV records the clips")
+    rates = {}
+    for name, source in (("still", still_video), ("busy", media_dir / "vtest.avi")):
+        cfg = config(source, 3.0) | {"recording": {"enabled": True, "dir": str(tmp_path / name)}}
+        app = App(tmp_path, model_dir, cfg, "--model", A050)
+        try:
+            wait_for(lambda a=app: a.status()["events"]["recording"]["frames"] > 0, 30, what="recording")
+            before, t0 = app.status()["events"]["recording"]["frames"], time.monotonic()
+            time.sleep(4)
+            rates[name] = (app.status()["events"]["recording"]["frames"] - before) / (time.monotonic() - t0)
+        finally:
+            app.stop()
+    assert rates["still"] <= 3.0, rates  # ≈ 2 per second
+    assert rates["busy"] >= 6.0, rates  # vtest.avi plays at 10 fps

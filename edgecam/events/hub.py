@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # PyAV and SQLite load only when recording is configured
 
 log = logging.getLogger(__name__)
 
+THUMBNAIL_EVERY_S = 0.5
+
 
 class EventsConfig(Protocol):
     """The parts of edgecam.config.Config the hub reads."""
@@ -74,6 +76,7 @@ class EventHub:
         self.store = store
         self.recorder = recorder
         self._recording_classes = frozenset(recording_classes)
+        self._last_thumbnail: tuple[float, int] | None = None  # (frame time, event id) of the last picture
         self._public_url = (public_url or "").rstrip("/")
         self._snapshot_classes = frozenset(snapshot_classes)
         self._mqtt_snapshots = mqtt is not None and mqtt.settings.snapshots_on_new_track
@@ -160,7 +163,7 @@ class EventHub:
         for event in events[: len(started)]:  # the started events, now with their event ids
             self._snapshot(output, event)
             if self.store is not None and event.event_id is not None and self._encode is not None:
-                self.store.save_thumbnail(event.event_id, functools.partial(self._encode, output))
+                self._thumbnail(output, event.event_id)
         if self.mqtt is not None:
             self._publish_counts()
         return events
@@ -192,6 +195,18 @@ class EventHub:
             elif event.kind == "track_ended":
                 self.recorder.event_ended(event_id, monotonic_s)
         return dataclasses.replace(event, event_id=event_id, clip=clip)
+
+    def _thumbnail(self, output: OutputFrame, event_id: int) -> None:
+        """Each event's picture (its start frame). In a busy scene many tracks start each second: events that
+        start within THUMBNAIL_EVERY_S of the last picture share it instead of encoding another frame."""
+        assert self.store is not None and self._encode is not None
+        now = output.frame.timestamp
+        last = self._last_thumbnail
+        if last is not None and now - last[0] < THUMBNAIL_EVERY_S:
+            self.store.set_snapshot(event_id, self.store.thumbnail_path(last[1]), 0)
+            return
+        self._last_thumbnail = (now, event_id)
+        self.store.save_thumbnail(event_id, functools.partial(self._encode, output))
 
     def _snapshot(self, output: OutputFrame, event: Event) -> None:
         if self._encode is None:

@@ -61,6 +61,7 @@ GB = 1_000_000_000
 MAX_LIMIT = 1000
 DB_NAME = "events.db"
 CLIPS_DIR = "clips"
+BATCH_S = 0.05  # a busy scene starts and ends many tracks a second: commit them together
 THUMBS_DIR = "thumbs"  # each event's start frame, served as /snapshots/<id>.jpg
 MediaKind = Literal["clip", "snapshot"]
 
@@ -402,6 +403,9 @@ class EventStore:
     def set_snapshot(self, event_id: int, path: Path | str, nbytes: int) -> None:
         self._put(("media", "snapshot", event_id, self._relative(path), int(nbytes)))
 
+    def thumbnail_path(self, event_id: int) -> Path:
+        return self.directory / THUMBS_DIR / f"{int(event_id)}.jpg"
+
     def save_thumbnail(self, event_id: int, jpeg: bytes | Callable[[], bytes]) -> None:
         """The event's picture (its start frame, annotated), written as ``thumbs/<id>.jpg`` on the writer
         thread; ``jpeg`` may be a function (the output frame's encode-once JPEG, shared with the stream)."""
@@ -568,6 +572,8 @@ class EventStore:
                 except queue.Empty:
                     first = None
                 batch = [first] if first is not None else []
+                if first is not None and first[0] not in ("stop", "flush"):
+                    time.sleep(BATCH_S)  # gather what comes next: one transaction, not one per event
                 while len(batch) < 500:
                     try:
                         batch.append(self._queue.get_nowait())
@@ -630,9 +636,8 @@ class EventStore:
             return ("none",)
         try:
             data = payload() if callable(payload) else payload
-            folder = self.directory / THUMBS_DIR
-            folder.mkdir(exist_ok=True)
-            path = folder / f"{event_id}.jpg"
+            path = self.thumbnail_path(event_id)
+            path.parent.mkdir(exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)

@@ -26,6 +26,8 @@ from edgecam.vision import cv2
 
 log = logging.getLogger(__name__)
 
+STILL_IMAGE_INTERVAL_S = 0.5
+
 
 @dataclass(frozen=True)
 class EncoderSettings:
@@ -61,6 +63,7 @@ class JpegEncoder:
         self._no_signal_reason = no_signal_reason
         self._sinks: list[JpegSink] = []
         self._image_sinks: list[ImageSink] = []
+        self._last_image = 0.0
         self._work = threading.Condition(threading.Lock())  # the encoder waits: new output or new demand
         self._pending: OutputFrame | None = None
         self._latest: OutputFrame | None = None
@@ -153,7 +156,8 @@ class JpegEncoder:
                 continue
             last_encode = now
             try:
-                if self._image_sinks:
+                if self._image_sinks and self._image_due(output, now):
+                    self._last_image = now
                     self.annotated(output)
                     for image_sink in self._image_sinks:
                         image_sink.push(output.image, output.frame.timestamp)
@@ -161,6 +165,16 @@ class JpegEncoder:
                     self._send(self.encode(output))
             except Exception:  # one bad frame must not end the stream
                 log.exception("rendering failed for frame %d", output.frame.sequence)
+
+    def _image_due(self, output: OutputFrame, now: float) -> bool:
+        """Image sinks (the clip recorder's pre-roll) get every frame at the stream's cap while something
+        moves, and STILL_IMAGE_INTERVAL_S apart while the motion detector sees a still scene: a still scene
+        looks the same at 2 fps, and a box watching an empty room most of the day should not encode it 15
+        times a second."""
+        motion = output.frame.motion
+        if motion is None or motion.moving:
+            return True
+        return now - self._last_image >= STILL_IMAGE_INTERVAL_S
 
     def annotated(self, output: OutputFrame) -> np.ndarray:
         """The output frame drawn on (boxes, zones, HUD), once, whoever asks first."""
