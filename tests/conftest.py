@@ -54,3 +54,17 @@ def cv2():
     from edgecam.vision import cv2
 
     return cv2
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path):
+    """A real 2 MB tmpfs (needs root) to fill up; skipped where it cannot be mounted."""
+    import subprocess
+
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -109,13 +109,22 @@ class App:
 
 
 class MjpegReader:
-    """Reads parts of a multipart/x-mixed-replace stream, optionally slowly."""
+    """Reads parts of a multipart/x-mixed-replace stream, optionally slowly, optionally from another source
+    address in 127.0.0.0/8 (standing in for another host). A stream that ends raises EOFError."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 10.0,
+        source: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         host_port, _, path = url.removeprefix("http://").partition("/")
         host, _, port = host_port.partition(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-        self.conn.request("GET", "/" + path)
+        self.conn = http.client.HTTPConnection(
+            host, int(port), timeout=timeout, source_address=(source, 0) if source else None
+        )
+        self.conn.request("GET", "/" + path, headers=headers or {})
         self.response = self.conn.getresponse()
         self.status = self.response.status
         self.headers = dict(self.response.headers)
@@ -126,14 +135,14 @@ class MjpegReader:
         while line in (b"\r\n", b"\n"):
             line = fp.readline()
         if not line.startswith(b"--"):
-            raise AssertionError(f"expected a boundary, got {line[:60]!r}")
+            raise EOFError(f"expected a boundary, got {line[:60]!r}")
         length = None
         while (header := fp.readline()) not in (b"\r\n", b"\n", b""):
             name, _, value = header.decode().partition(":")
             if name.strip().lower() == "content-length":
                 length = int(value)
         if length is None:
-            raise AssertionError("part without Content-Length")
+            raise EOFError("part without Content-Length")
         data = fp.read(length)
         fp.readline()
         return data

@@ -258,18 +258,6 @@ def test_a_clip_cut_by_kill_9_is_recovered_at_start(tmp_path, media_dir, ffprobe
     assert [p.name for p in tmp_path.iterdir()] == [clips[0][1].name]
 
 
-@pytest.fixture
-def tiny_fs(tmp_path: Path):
-    """A real 2 MB tmpfs (needs root); skipped where it cannot be mounted."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 @pytest.mark.slow
 def test_a_tiny_disk_fills_recording_pauses_and_the_caller_never_blocks(tiny_fs, frames) -> None:
     store = EventStore(tiny_fs, retain_days=0, min_free_gb=0.5e6 / 1e9, check_s=0.05, retention_s=0.2)

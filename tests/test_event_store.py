@@ -304,18 +304,6 @@ def test_kill_9_keeps_committed_events_and_the_next_start_closes_open_ones(tmp_p
         s.stop()
 
 
-@pytest.fixture
-def tiny_fs(tmp_path: Path):
-    """A real 2 MB tmpfs (needs root); skipped where it cannot be mounted."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_low_disk_frees_old_media_then_pauses_and_says_why(tiny_fs: Path) -> None:
     s = EventStore(
         tiny_fs, retain_days=0, min_free_gb=0.8e6 / 1e9, check_s=0.1, retention_s=0.1

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import http.client
 import re
 import socket
 import struct
@@ -20,7 +19,7 @@ import pytest
 from edgecam.web.password import write_password_file
 from edgecam.web.server import HEADER_TIMEOUT_S, MAX_PER_ADDRESS
 
-from support import App, get, wait_for
+from support import App, MjpegReader, get, wait_for
 
 pytestmark = pytest.mark.slow
 A050 = "ssdlite_mobilenet_v2_a050_coco"
@@ -77,40 +76,13 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-class Viewer:
-    """An MJPEG viewer from a given source address; reads parts off the socket."""
+class Viewer(MjpegReader):
+    """An MJPEG viewer from a given source address (another host, as far as the box can tell)."""
 
     def __init__(
         self, base: str, source: str = "127.0.0.1", path: str = "/stream.mjpg", headers=None
     ) -> None:
-        port = int(base.rsplit(":", 1)[1])
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
-        self.conn.request("GET", path, headers=headers or {})
-        self.response = self.conn.getresponse()
-        self.status = self.response.status
-        self.headers = dict(self.response.headers)
-
-    def part(self) -> bytes:
-        fp = self.response.fp
-        line = fp.readline()
-        while line in (b"\r\n", b"\n"):
-            line = fp.readline()
-        if not line.startswith(b"--"):
-            raise EOFError(f"expected a boundary, got {line[:60]!r}")
-        length = None
-        while (header := fp.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = header.decode().partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        if length is None:
-            raise EOFError("part without Content-Length")
-        data = fp.read(length)
-        fp.readline()
-        return data
-
-    def close(self) -> None:
-        self.response.close()
-        self.conn.close()
+        super().__init__(base + path, timeout=30, source=source, headers=headers)
 
 
 def proc_field(pid: int, field: str) -> int:
