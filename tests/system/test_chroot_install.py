@@ -2,8 +2,9 @@
 
 The work is done by chroot_install.sh beside this file: LiteRT with Bookworm's apt numpy 1.24, the embedded model
 copied without a download, the cat found in cat.bmp, the stream served, a no-op second run, rollback, uninstall.
-amd64 runs by default (a few minutes). arm64, the Pi's architecture, runs under qemu-user-static and takes far
-longer, so it runs only with EDGECAM_TEST_ARM64=1 (or by hand: sudo tests/system/chroot_install.sh --arch arm64).
+This test runs amd64 (a few minutes). arm64, the Pi's architecture, runs the same script under qemu-user-static
+and takes about 11 minutes, too long for every CI run: run it by hand before a release with
+`sudo tests/system/chroot_install.sh --arch arm64` (it needs qemu-user-static and binfmt-support).
 Needs root and the network through apt's and pip's own configured sources; skips otherwise.
 """
 
@@ -20,16 +21,14 @@ import pytest
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "chroot_install.sh"
 SKIP = 77
-TIMEOUT_S = {"amd64": 20 * 60, "arm64": 60 * 60}
+TIMEOUT_S = 20 * 60
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["amd64", "arm64"])
-def test_offline_install_into_a_fresh_debian_root(arch):
+def test_offline_install_into_a_fresh_debian_root():
+    arch = "amd64"
     if os.geteuid() != 0:
         pytest.skip("needs root (debootstrap, chroot, mounts): run the suite as root, e.g. in CI")
-    if arch == "arm64" and os.environ.get("EDGECAM_TEST_ARM64") != "1":
-        pytest.skip("arm64 under qemu is slow: set EDGECAM_TEST_ARM64=1 to run it")
     if not shutil.which("debootstrap"):
         subprocess.run(
             ["apt-get", "install", "-y", "-q", "--no-install-recommends", "debootstrap"],
@@ -39,7 +38,7 @@ def test_offline_install_into_a_fresh_debian_root(arch):
             pytest.skip("debootstrap is not installed and apt-get could not install it")
     started = time.monotonic()
     result = subprocess.run(
-        [str(SCRIPT), "--arch", arch], capture_output=True, text=True, timeout=TIMEOUT_S[arch],
+        [str(SCRIPT), "--arch", arch], capture_output=True, text=True, timeout=TIMEOUT_S,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
     out = result.stdout + result.stderr
