@@ -52,12 +52,17 @@ def test_sleeping_is_not_waiting_for_a_cpu():
 def test_busy_processes_on_every_core_show_as_contention():
     hog = CpuHog(processes=2 * (os.cpu_count() or 1), max_s=30)
     hog.start()
+    seen = []
     try:
-        time.sleep(0.5)
-        _, cpu, runnable = measure(lambda: spin(0.4))
+        time.sleep(1.0)  # the busy processes are forked and running
+        for _ in range(3):  # the best of three: one window can catch the hogs not yet all scheduled
+            _, cpu, runnable = measure(lambda: spin(0.4))
+            seen.append(contention(runnable * 1e3, cpu * 1e3))
+            if seen[-1] >= 1.5:
+                break
     finally:
         hog.stop()
-    assert contention(runnable * 1e3, cpu * 1e3) >= 1.5  # ≈ 3 expected: 2 busy processes per core + us
+    assert max(seen) >= 1.5, seen  # ≈ 3 expected: 2 busy processes per core + us (idle: 1.0)
 
 
 def test_without_schedstat_the_cpu_time_is_still_read(monkeypatch):
