@@ -76,7 +76,11 @@ def test_events_mqtt_discovery_metrics_snapshots_and_a_broker_outage(tmp_path, m
         assert json.loads(late.last(f"{base}/lines/centre"))["total"] >= 1
         assert late.last(f"{base}/snapshot").startswith(b"\xff\xd8")
         retained = {t for t, _, r in late.messages if r}
-        configs = {t: json.loads(p) for t, p, _ in late.messages if t.startswith("homeassistant/")}
+
+        def discovery() -> dict:  # retained configs arrive one by one: wait for all four, never read once
+            return {t: json.loads(p) for t, p, _ in list(late.messages) if t.startswith("homeassistant/")}
+
+        configs = wait_for(lambda: len(d := discovery()) >= 4 and d, 15, what="the four discovery configs")
         assert {t.split("/")[1] for t in configs} == {"binary_sensor", "sensor"} and len(configs) == 4
         for c in configs.values():
             assert c["name"] and c["unique_id"] and c["device"]["identifiers"]
