@@ -131,6 +131,30 @@ def test_file_loops_on_a_failed_read_not_on_the_frame_count(media_dir):
     assert first.shape == (720, 1280, 3)
 
 
+@pytest.mark.skipif(not hasattr(cv2, "CAP_PROP_N_THREADS"), reason="OpenCV < 4.6 cannot cap decode threads")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_file_decodes_with_the_threads_asked_for(media_dir, threads):
+    src = FileSource(str(media_dir / "crowd_overhead_720p.avi"), decode_threads=threads)
+    src.open()
+    try:
+        assert src._cap.get(cv2.CAP_PROP_N_THREADS) == threads
+        image, _ = src.read()
+        assert image.shape == (720, 1280, 3)
+    finally:
+        src.close()
+
+
+def test_decode_threads_auto_leaves_the_detectors_cores_free(monkeypatch):
+    from edgecam.app.pipeline import decode_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert decode_threads(0, 2) == 2  # a Pi 4/5: two cores detect, two decode
+    assert decode_threads(0, 4) == 1  # never none
+    assert decode_threads(3, 2) == 3  # camera.decode_threads set: as set
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert decode_threads(0, 1) == 1
+
+
 # -- the capture thread on files -----------------------------------------------------------------
 
 

@@ -44,6 +44,14 @@ def test_people_walking_are_motion(vtest):
         assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
 
 
+def test_without_boxes_the_verdict_is_the_same(vtest):
+    """motion.draw off: the same moving/still verdicts and areas, no moving areas searched for."""
+    with_boxes = verdicts(MotionDetector(), vtest)
+    verdict_only = verdicts(MotionDetector(MotionSettings(boxes=False)), vtest)
+    assert [(m.moving, m.area) for m in verdict_only] == [(m.moving, m.area) for m in with_boxes]
+    assert not any(m.boxes for m in verdict_only)
+
+
 def test_a_repeated_frame_is_still(vtest):
     detector = MotionDetector()
     found = verdicts(detector, [vtest[10]] * 30)

@@ -9,6 +9,7 @@ config and its watcher, and the supervisor. A second camera would be a second ch
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -91,22 +92,29 @@ def source_spec(spec: str, model_dir: Path, manifest: Manifest) -> str:
     return resolved
 
 
+def decode_threads(configured: int, detector_threads: int) -> int:
+    """``camera.decode_threads``; 0 means the cores the detector's threads leave free, at least one, so that
+    decoding and detection run side by side instead of taking turns on the same cores."""
+    return configured or max(1, (os.cpu_count() or 1) - detector_threads)
+
+
 class CameraChain:
     """One camera's stages: capture → slot → inference → annotate → encoder → stream fan-out."""
 
-    def __init__(self, config: Config, spec: str, switcher: ModelSwitcher, realtime: bool) -> None:
+    def __init__(
+        self, config: Config, spec: str, switcher: ModelSwitcher, realtime: bool, detector_threads: int = 1
+    ) -> None:
         camera = config.camera
         self.camera_config = camera
         self.spec = spec
+        self.decode_threads = decode_threads(camera.decode_threads, detector_threads)
         self.realtime = realtime
         self.switcher = switcher
         self.slot = LatestFrameSlot()
         self.source = self._open_source()
         self.motion_config = config.motion
         self.motion = MotionDetector(self._motion_settings(config.motion))
-        self.capture = CaptureThread(
-            self.source, self.slot, stall_s=camera.stall_s, realtime=realtime, motion=self.motion
-        )
+        self.capture = self._capture_thread()
         frame_rate = camera.fps or self.source.nominal_fps or 15.0
         tracker = make_tracker(frame_rate, **config.tracker_settings())
         self.annotator = Annotator(self._hud_info, config.zones, config.lines)
@@ -128,7 +136,7 @@ class CameraChain:
     def _motion_settings(motion: MotionConfig) -> MotionSettings:
         return MotionSettings(
             enabled=motion.enabled, threshold=motion.threshold, min_area=motion.min_area,
-            masks=normalized_masks(motion.masks),
+            masks=normalized_masks(motion.masks), boxes=motion.draw,
         )  # fmt: skip
 
     @staticmethod
@@ -145,11 +153,18 @@ class CameraChain:
         self.capture.set_motion(self._motion_settings(motion))
         self.inference.set_gate(self._gate_settings(motion))
 
+    def _capture_thread(self) -> CaptureThread:
+        return CaptureThread(
+            self.source, self.slot, stall_s=self.camera_config.stall_s, realtime=self.realtime,
+            motion=self.motion, lores_size=lambda: self.inference.lores_size,
+        )  # fmt: skip
+
     def _open_source(self) -> Any:
         camera = self.camera_config
         return open_source(
             self.spec, width=camera.width, height=camera.height, fps=camera.fps, realtime=self.realtime,
             lores_size=self.switcher.current().input_size, timeout_s=camera.stall_s,
+            decode_threads=self.decode_threads,
         )  # fmt: skip
 
     def attach_events(self, hub: EventHub, config: Config, on_output: Any) -> None:
@@ -191,10 +206,7 @@ class CameraChain:
             raise RuntimeError(f"{self.source.name} cannot be reopened in-process")
         self.capture.stop(timeout=0.5)
         self.source = self._open_source()
-        camera = self.camera_config
-        self.capture = CaptureThread(
-            self.source, self.slot, stall_s=camera.stall_s, realtime=self.realtime, motion=self.motion
-        )
+        self.capture = self._capture_thread()
         self.capture.set_motion(self.motion.settings)
         self.capture.start()
 
@@ -260,7 +272,7 @@ class Pipeline:
         self.switcher = ModelSwitcher(ids, self._load_model, self.manifest, adapt_settings(config))
         realtime = config.camera.realtime if o.realtime is None else o.realtime
         spec = source_spec(o.source or config.camera.source, self.model_dir, self.manifest)
-        self.chain = CameraChain(config, spec, self.switcher, realtime)
+        self.chain = CameraChain(config, spec, self.switcher, realtime, self.threads)
         self.events = build_event_hub(
             config, loaded.resolve, lambda class_id: self.chain.inference.detector.label(class_id),
             self.chain.encoder.encode, classes=config.detector.classes, stream_fps=config.stream.fps,

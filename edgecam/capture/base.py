@@ -9,7 +9,7 @@ import numpy as np
 
 from edgecam.vision import cv2
 
-__all__ = ["CaptureSource", "SourceError", "SourceState", "fit_size"]
+__all__ = ["CaptureSource", "SourceError", "SourceState", "decode_thread_params", "fit_size"]
 
 
 class SourceError(RuntimeError):
@@ -52,6 +52,15 @@ class CaptureSource(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+def decode_thread_params(threads: int) -> list[int]:
+    """``VideoCapture`` open parameters that ask FFmpeg for ``threads`` decode threads (0 = FFmpeg's own
+    choice, one per core). On a small box the detector needs its cores too: a decoder spread over all of
+    them makes the two take turns instead of running side by side. OpenCV before 4.6 has no such property:
+    then nothing is asked."""
+    prop = getattr(cv2, "CAP_PROP_N_THREADS", None)
+    return [prop, threads] if prop is not None and threads > 0 else []
 
 
 def as_frame(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgecam.vision import cv2
 
-from .base import CaptureSource, SourceError, as_frame
+from .base import CaptureSource, SourceError, as_frame, decode_thread_params
 
 __all__ = ["FileSource"]
 
@@ -30,8 +30,9 @@ class FileSource(CaptureSource):
 
     paced = False
 
-    def __init__(self, path: str, *, size: tuple[int, int] | None = None) -> None:
+    def __init__(self, path: str, *, size: tuple[int, int] | None = None, decode_threads: int = 0) -> None:
         self.path = path
+        self.decode_threads = decode_threads
         self.size = size
         self.name = f"file:{os.path.basename(path)}"
         self.nominal_fps: float | None = None
@@ -42,7 +43,8 @@ class FileSource(CaptureSource):
         self.close()
         if not os.path.isfile(self.path):
             raise SourceError(f"camera.source: no such file '{self.path}'")
-        cap = cv2.VideoCapture(self.path)
+        params = decode_thread_params(self.decode_threads)
+        cap = cv2.VideoCapture(self.path, cv2.CAP_ANY, params) if params else cv2.VideoCapture(self.path)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open video file '{self.path}' (unsupported format or codec?)")

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgecam.vision import cv2
 
-from .base import CaptureSource, SourceError, as_frame
+from .base import CaptureSource, SourceError, as_frame, decode_thread_params
 from .redact import redact_url, scrub
 
 __all__ = ["NetworkSource", "redact_url"]
@@ -28,8 +28,16 @@ class NetworkSource(CaptureSource):
 
     paced = True
 
-    def __init__(self, url: str, *, size: tuple[int, int] | None = None, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        size: tuple[int, int] | None = None,
+        timeout_s: float = 5.0,
+        decode_threads: int = 0,
+    ) -> None:
         self.url = url
+        self.decode_threads = decode_threads
         self.size = size
         self.timeout_s = timeout_s
         self.name = redact_url(url)
@@ -42,6 +50,7 @@ class NetworkSource(CaptureSource):
             os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
         ms = max(1, int(self.timeout_s * 1000))
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        params += decode_thread_params(self.decode_threads)
         started = time.monotonic()
         try:
             cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)

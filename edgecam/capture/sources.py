@@ -46,6 +46,7 @@ def open_source(
     realtime: bool = True,
     lores_size: tuple[int, int] | None = None,
     timeout_s: float = 5.0,
+    decode_threads: int = 0,
 ) -> CaptureSource:
     """Build the source named by ``spec`` (the ``camera.source`` value). Raises SourceError for a spec
     that names nothing usable; the source itself is opened by the CaptureThread (open errors are retried).
@@ -64,6 +65,7 @@ def open_source(
     their native size: the stream scales its output (``stream.width``) and detection resizes to the model
     anyway, so resizing here would only cost CPU. Only picamera2 fills ``Frame.lores``.
     ``realtime=False`` makes files (and the test pattern) unpaced, to be handed over in lockstep.
+    ``decode_threads`` caps FFmpeg's decode threads for files and network streams (0 = FFmpeg's choice).
     """
     spec = str(spec).strip()
     if not spec:
@@ -82,8 +84,8 @@ def open_source(
     if spec.isdigit() or spec.startswith("/dev/video"):
         return V4L2Source(spec, width=width, height=height, fps=fps)
     if lowered.startswith(NETWORK_SCHEMES):
-        return NetworkSource(spec, timeout_s=timeout_s)
+        return NetworkSource(spec, timeout_s=timeout_s, decode_threads=decode_threads)
     path = os.path.expanduser(spec)
     if not os.path.isfile(path):
         raise SourceError(f"camera.source: no such file '{spec}'")
-    return FileSource(path)
+    return FileSource(path, decode_threads=decode_threads)

@@ -6,11 +6,13 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
 from edgecam.capture.motion import MotionDetector, MotionSettings
 from edgecam.capture.slot import Frame, LatestFrameSlot
+from edgecam.vision import cv2
 
 from .base import CaptureSource, SourceError, SourceState
 
@@ -38,8 +40,11 @@ class CaptureThread(threading.Thread):
     blocked inside the source; network sources bound their reads with a timeout so the thread then
     reconnects by itself.
 
-    With a ``motion`` detector, each frame is judged on a small grey copy (of the lores frame if the source
-    gives one) before it is put, so the inference stage can skip the detector while nothing moves.
+    ``lores_size`` (asked per frame: the model may change) makes the detector's picture here when the
+    source gives none: the frame was just decoded by this thread and is still in its cache, so shrinking it
+    to the model's input size costs a third of what it costs the inference thread later, and the inference
+    core is left with the model. With a ``motion`` detector, each frame is judged on a small grey copy (of
+    the lores frame) before it is put, so the inference stage can skip the detector while nothing moves.
     """
 
     def __init__(
@@ -52,8 +57,10 @@ class CaptureThread(threading.Thread):
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         motion: MotionDetector | None = None,
+        lores_size: Callable[[], tuple[int, int] | None] | None = None,
     ) -> None:
         super().__init__(name=f"capture {source.name}", daemon=True)
+        self.lores_size = lores_size
         self.source = source
         self.slot = slot
         self.stall_s = float(stall_s)
@@ -265,6 +272,10 @@ class CaptureThread(threading.Thread):
                 return None
             self._sequence += 1
             now = time.monotonic()
+            if lores is None and self.lores_size is not None:
+                size = self.lores_size()
+                if size is not None:
+                    lores = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
             motion = None
             if self.motion_enabled and self.motion is not None:
                 motion = self.motion.update(lores if lores is not None else image)

@@ -55,6 +55,10 @@ class CameraConfig(Section):
     )
     realtime: bool = Field(True, description="video files: play at their own rate (false = as fast as taken)")
     stall_s: PositiveFloat = Field(5.0, description="no frame for this long means the source is lost")
+    decode_threads: Annotated[int, AfterValidator(between(0, 16))] = Field(
+        0,
+        description="FFmpeg decode threads for files and network streams; 0 = the cores the detector leaves free",
+    )
 
 
 class DetectorConfig(Section):

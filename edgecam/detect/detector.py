@@ -194,6 +194,11 @@ class Detector:
         self._tables: dict[int, _FilterTable] = {}
 
     @property
+    def resize(self) -> Resize:
+        """How a frame is fitted to the input: stretched, or letterboxed (aspect ratio kept)."""
+        return self._writer.resize
+
+    @property
     def input_size(self) -> tuple[int, int]:
         """(width, height) of the input tensor."""
         return self._writer.width, self._writer.height

@@ -46,7 +46,7 @@ class InputWriter:
                 "edgecam runs quantized SSD models with a uint8 RGB input"
             )
         self._tensor = interpreter.tensor(detail["index"])
-        self._resize = resize
+        self.resize = resize
 
     def write(self, frame_bgr: np.ndarray) -> Placement:
         tensor = self._tensor()[0]  # a view into the interpreter's buffer; released before invoke
@@ -59,7 +59,7 @@ class InputWriter:
         if frame.shape[0] == self.height and frame.shape[1] == self.width:
             target[...] = frame  # a lores frame at model size (picamera2): one copy, no resize
             return Placement()
-        if self._resize == "stretch":
+        if self.resize == "stretch":
             cv2.resize(frame, (self.width, self.height), dst=target, interpolation=cv2.INTER_LINEAR)
             return Placement()
         # Letterbox: keep the aspect ratio, top-left corner, zero padding (pycoral's set_resized_input).

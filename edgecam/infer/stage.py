@@ -68,6 +68,7 @@ class InferenceThread(threading.Thread):
         self.last_error: str | None = None
         self.heartbeat = time.monotonic()
         self.latest: OutputFrame | None = None
+        self.lores_size: tuple[int, int] | None = None  # the picture the model in use wants, for capture
 
     def set_filter(
         self, detection_filter: DetectionFilter, tracker_floor: float, tracker_high_score: float
@@ -110,7 +111,7 @@ class InferenceThread(threading.Thread):
         new.frames, new.detected, new.skipped, new.errors, new.last_error, new.latest = (
             self.frames, self.detected, self.skipped, self.errors, self.last_error, self.latest,
         )  # fmt: skip
-        new.gate, new.clock, new._held = self.gate, self.clock, self._held
+        new.gate, new.clock, new._held, new.lores_size = self.gate, self.clock, self._held, self.lores_size
         return new
 
     def _log_events(self, events: list[TrackEvent]) -> None:
@@ -149,7 +150,9 @@ class InferenceThread(threading.Thread):
             self._skip(frame, detector)
             return
         start = time.perf_counter()
-        source = frame.lores if frame.lores is not None else frame.image
+        lores = frame.lores
+        fits = lores is not None and (lores.shape[1], lores.shape[0]) == detector.input_size
+        source = lores if fits else frame.image
         candidates = detector.detect(source, output_size=frame.size, detection_filter=self._wide_filter)
         if self._stopping.is_set():  # abandoned by the watchdog while inside detect(): leave no trace
             return
@@ -200,6 +203,7 @@ class InferenceThread(threading.Thread):
         info = self._info
         if info is None or info.model_id != detector.model_id:
             info = self._info = self.model_info(detector)
+            self.lores_size = detector.input_size if detector.resize == "stretch" else None
         output = OutputFrame(frame, detections, tracks, info, busy_ms, time.monotonic(), detected=detected)
         self.latest = output
         self._publish(output)

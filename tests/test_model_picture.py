@@ -1,0 +1,93 @@
+"""The detector's picture is made by the capture thread (while the decoded frame is still in its cache):
+the same pixels as the inference thread would make, the same detections, and the full frame again when
+the model in use wants another size."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecam.capture import CaptureThread, open_source
+from edgecam.capture.slot import Frame, LatestFrameSlot
+
+from support import wait_for
+
+
+def test_capture_makes_the_model_picture_at_the_size_asked_per_frame(media_dir, cv2):
+    wanted: list[tuple[int, int] | None] = [(300, 300)]
+    slot = LatestFrameSlot()
+    source = open_source(str(media_dir / "vtest.avi"), width=0, height=0, fps=0, realtime=False)
+    thread = CaptureThread(source, slot, realtime=False, lores_size=lambda: wanted[0])
+    thread.start()
+    try:
+        first = slot.take(timeout=5.0)
+        assert first is not None and first.lores is not None
+        assert first.lores.shape == (300, 300, 3)
+        expected = cv2.resize(first.image, (300, 300), interpolation=cv2.INTER_LINEAR)
+        assert np.array_equal(first.lores, expected)  # what the inference thread would have made
+        wanted[0] = (320, 320)  # the ladder moved to a model of another size: from the next frames on
+        assert wait_for(
+            lambda: (f := slot.take(timeout=1.0)) is not None and f.lores.shape == (320, 320, 3), 5.0
+        )
+        wanted[0] = None  # a letterboxed model: no picture made here
+        assert wait_for(lambda: (f := slot.take(timeout=1.0)) is not None and f.lores is None, 5.0)
+    finally:
+        thread.stop(timeout=2.0)
+
+
+class _Switcher:
+    def __init__(self, detector) -> None:
+        self.detector = detector
+
+    def current(self):
+        return self.detector
+
+    def observe(self, busy_ms, cpu_ms=None, runnable_ms=None) -> None:
+        pass
+
+    def invoke_failed(self, exc) -> None:
+        raise exc
+
+
+class _Seeing:
+    """The real detector; remembers the size of each picture it was given."""
+
+    def __init__(self, detector) -> None:
+        self._detector = detector
+        self.sizes: list[tuple[int, int]] = []
+
+    def detect(self, image, *args, **kwargs):
+        self.sizes.append((image.shape[1], image.shape[0]))
+        return self._detector.detect(image, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._detector, name)
+
+
+def test_inference_detects_the_same_on_the_capture_picture(model_dir, media_dir, cv2):
+    from edgecam.app.pipeline import detection_filter
+    from edgecam.config import Config
+    from edgecam.detect import load_detector
+    from edgecam.infer.stage import InferenceThread
+    from edgecam.track import make_tracker
+
+    config = Config()
+    detector = _Seeing(load_detector("ssdlite_mobilenet_v2_a050_coco", model_dir, threads=1))
+    outputs: list = []
+    stage = InferenceThread(
+        None, _Switcher(detector), make_tracker(10.0, **config.tracker_settings()), outputs.append,
+        detection_filter(config), config.tracker.low_score, config.tracker.high_score,
+    )  # fmt: skip
+    image = cv2.imread(str(media_dir / "grace_hopper.bmp"))
+    full = cv2.resize(image, (1280, 720))
+    stage._process(Frame(full, 1.0, 1), detector)
+    assert stage.lores_size == detector.input_size  # what the capture thread is now asked for
+    picture = cv2.resize(full, stage.lores_size, interpolation=cv2.INTER_LINEAR)
+    stage._process(Frame(full, 1.1, 2, picture), detector)
+    stage._process(Frame(full, 1.2, 3, cv2.resize(full, (160, 160))), detector)  # not the model's size
+    assert detector.sizes == [(1280, 720), detector.input_size, (1280, 720)]
+    on_full, on_picture, on_other = (o.detections for o in outputs)
+    assert len(on_full) > 0
+    # The same tensor, so the same detections, mapped back to the full frame's pixels.
+    np.testing.assert_array_equal(on_picture.scores, on_full.scores)
+    np.testing.assert_allclose(on_picture.boxes, on_full.boxes)
+    np.testing.assert_allclose(on_other.boxes, on_full.boxes)
