@@ -9,6 +9,8 @@ import numpy as np
 
 from edgecam.vision import cv2
 
+from .yuv import Yuv420
+
 __all__ = ["CaptureSource", "SourceError", "SourceState", "decode_thread_params", "fit_size"]
 
 
@@ -26,7 +28,7 @@ class CaptureSource(ABC):
     """One kind of source.
 
     ``open()`` raises SourceError with a clear reason; ``read()`` returns ``(image, lores_or_None)`` — image
-    BGR uint8 HxWx3 — or raises SourceError (file sources loop at end of file themselves). ``close()`` is
+    BGR uint8 HxWx3, or a ``Yuv420`` picture that is converted only if used — or raises SourceError (file sources loop at end of file themselves). ``close()`` is
     safe to call at any time, also twice or after a failed open. A source can be opened again after close.
     """
 
@@ -45,7 +47,7 @@ class CaptureSource(ABC):
     def open(self) -> None: ...
 
     @abstractmethod
-    def read(self) -> tuple[np.ndarray, np.ndarray | None]: ...
+    def read(self) -> tuple[np.ndarray | Yuv420, np.ndarray | None]: ...
 
     @abstractmethod
     def close(self) -> None: ...

@@ -1,22 +1,52 @@
-"""A video file, looped at end of file. The capture thread paces it (or hands frames over in lockstep)."""
+"""A video file, looped at end of file. The capture thread paces it (or hands frames over in lockstep).
+
+Decoded with PyAV where it is installed (frames stay YUV until something needs BGR, see ``capture.yuv``),
+else with OpenCV's ``VideoCapture``."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
+from typing import Literal
 
 import numpy as np
 
 from edgecam.vision import cv2
 
+from .avdecode import AvFileDecoder, pyav_available
 from .base import CaptureSource, SourceError, as_frame, decode_thread_params
+from .yuv import Yuv420
 
 __all__ = ["FileSource"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 25.0
+
+
+class _OpenCvDecoder:
+    """The same three calls as AvFileDecoder, through ``cv2.VideoCapture`` (always BGR)."""
+
+    def __init__(self, path: str, threads: int) -> None:
+        params = decode_thread_params(threads)
+        cap = cv2.VideoCapture(path, cv2.CAP_ANY, params) if params else cv2.VideoCapture(path)
+        if not cap.isOpened():
+            cap.release()
+            raise ValueError(f"cannot open video file '{path}' (unsupported format or codec?)")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if math.isfinite(fps) else None
+        self.cap = cap
+
+    def read(self) -> np.ndarray | None:
+        ok, image = self.cap.read()
+        return image if ok else None
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+Decoder = Literal["auto", "pyav", "opencv"]
 
 
 class FileSource(CaptureSource):
@@ -26,56 +56,73 @@ class FileSource(CaptureSource):
     frame over only after the previous one was taken (realtime=False). End of file is detected by a failed
     read, not by the frame count, which some containers state wrongly (crowd_overhead_720p.avi claims 682
     frames; 341 decode). On a failed read the file is reopened and read from the start.
+
+    ``decoder``: ``auto`` = PyAV if installed (its pictures are ``Yuv420`` where the file is 4:2:0, BGR
+    otherwise), else OpenCV (BGR). ``decode_threads``: FFmpeg threads, 0 = FFmpeg's own choice.
     """
 
     paced = False
 
-    def __init__(self, path: str, *, size: tuple[int, int] | None = None, decode_threads: int = 0) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        size: tuple[int, int] | None = None,
+        decode_threads: int = 0,
+        decoder: Decoder = "auto",
+    ) -> None:
         self.path = path
         self.decode_threads = decode_threads
+        self.decoder = "pyav" if decoder == "auto" and pyav_available() else decoder
+        if self.decoder == "auto":
+            self.decoder = "opencv"
         self.size = size
         self.name = f"file:{os.path.basename(path)}"
         self.nominal_fps: float | None = None
         self.loops = 0
-        self._cap = None
+        self._dec: AvFileDecoder | _OpenCvDecoder | None = None
 
     def open(self) -> None:
         self.close()
         if not os.path.isfile(self.path):
             raise SourceError(f"camera.source: no such file '{self.path}'")
-        params = decode_thread_params(self.decode_threads)
-        cap = cv2.VideoCapture(self.path, cv2.CAP_ANY, params) if params else cv2.VideoCapture(self.path)
-        if not cap.isOpened():
-            cap.release()
-            raise SourceError(f"cannot open video file '{self.path}' (unsupported format or codec?)")
-        fps = cap.get(cv2.CAP_PROP_FPS)
+        kind = AvFileDecoder if self.decoder == "pyav" else _OpenCvDecoder
+        try:
+            dec = kind(self.path, self.decode_threads)
+        except ValueError as exc:
+            raise SourceError(str(exc)) from None
         if self.nominal_fps is None:
-            if not (math.isfinite(fps) and 1.0 <= fps <= 240.0):
+            fps = dec.fps
+            if fps is None or not (1.0 <= fps <= 240.0):
                 log.warning(
                     "%s: frame rate %r is not usable, pacing at %.0f fps", self.name, fps, DEFAULT_FPS
                 )
                 fps = DEFAULT_FPS
             self.nominal_fps = float(fps)
-        self._cap = cap
+        self._dec = dec
         self._frames_since_open = 0
 
-    def read(self) -> tuple[np.ndarray, np.ndarray | None]:
-        if self._cap is None:
+    def read(self) -> tuple[np.ndarray | Yuv420, np.ndarray | None]:
+        if self._dec is None:
             raise SourceError("file source is not open")
-        ok, image = self._cap.read()
-        if not ok:
+        image = self._dec.read()
+        if image is None:
             if self._frames_since_open == 0:
                 raise SourceError(f"no frame could be decoded from '{self.path}'")
             log.debug("%s: end of file after %d frames, looping", self.name, self._frames_since_open)
             self.loops += 1
             self.open()
-            ok, image = self._cap.read()
-            if not ok:
+            image = self._dec.read()
+            if image is None:
                 raise SourceError(f"no frame could be decoded from '{self.path}' after rewinding")
         self._frames_since_open += 1
+        if isinstance(image, Yuv420):
+            if self.size is None or self.size == image.size:
+                return image, None
+            image = image.bgr()
         return as_frame(image, self.size), None
 
     def close(self) -> None:
-        cap, self._cap = self._cap, None
-        if cap is not None:
-            cap.release()
+        dec, self._dec = self._dec, None
+        if dec is not None:
+            dec.close()

@@ -9,36 +9,58 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from edgecam.capture.motion import Motion
+from edgecam.capture.yuv import Yuv420
 
 __all__ = ["Frame", "LatestFrameSlot"]
 
 
-@dataclass(frozen=True, slots=True)
 class Frame:
     """One captured picture.
 
-    ``image`` is BGR uint8 HxWx3 at display size; ``lores`` is an optional smaller BGR copy for detection
-    (picamera2's lores stream). ``timestamp`` is ``time.monotonic()`` at capture; ``sequence`` counts the
-    frames of one capture source from 1 and never repeats within a run (reconnects continue the count).
-    ``motion`` is the capture thread's motion verdict, or None when motion detection is off (then every
-    frame is worth a detection).
+    ``image`` is BGR uint8 HxWx3 at display size. A source may hand over a :class:`Yuv420` picture
+    instead: ``image`` then converts it on first use (and keeps the result), so frames nobody draws, streams
+    or records are never converted. ``lores`` is an optional smaller BGR copy for detection (picamera2's lores
+    stream, or the model's picture made by the capture thread). ``timestamp`` is ``time.monotonic()`` at
+    capture; ``sequence`` counts the frames of one capture source from 1 and never repeats within a run
+    (reconnects continue the count). ``motion`` is the capture thread's motion verdict, or None when motion
+    detection is off (then every frame is worth a detection).
     """
 
-    image: np.ndarray
-    timestamp: float
-    sequence: int
-    lores: np.ndarray | None = None
-    motion: Motion | None = None
+    __slots__ = ("_pixels", "lores", "motion", "sequence", "timestamp")
+
+    def __init__(
+        self,
+        image: np.ndarray | Yuv420,
+        timestamp: float,
+        sequence: int,
+        lores: np.ndarray | None = None,
+        motion: Motion | None = None,
+    ) -> None:
+        self._pixels = image
+        self.timestamp = timestamp
+        self.sequence = sequence
+        self.lores = lores
+        self.motion = motion
+
+    @property
+    def image(self) -> np.ndarray:
+        pixels = self._pixels
+        return pixels if isinstance(pixels, np.ndarray) else pixels.bgr()
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) of ``image``."""
-        return int(self.image.shape[1]), int(self.image.shape[0])
+        pixels = self._pixels
+        if isinstance(pixels, np.ndarray):
+            return int(pixels.shape[1]), int(pixels.shape[0])
+        return pixels.size
+
+    def __repr__(self) -> str:
+        return f"Frame(#{self.sequence}, t={self.timestamp:.3f}, {self.size[0]}x{self.size[1]})"
 
 
 class LatestFrameSlot:

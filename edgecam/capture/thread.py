@@ -8,11 +8,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import numpy as np
-
 from edgecam.capture.motion import MotionDetector, MotionSettings
 from edgecam.capture.slot import Frame, LatestFrameSlot
-from edgecam.vision import cv2
+from edgecam.capture.yuv import Yuv420, model_picture
 
 from .base import CaptureSource, SourceError, SourceState
 
@@ -275,20 +273,22 @@ class CaptureThread(threading.Thread):
             if lores is None and self.lores_size is not None:
                 size = self.lores_size()
                 if size is not None:
-                    lores = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+                    lores = model_picture(image, size)
             motion = None
             if self.motion_enabled and self.motion is not None:
-                motion = self.motion.update(lores if lores is not None else image)
+                judged = lores if lores is not None else image
+                motion = self.motion.update(judged.grey() if isinstance(judged, Yuv420) else judged)
                 self.moving, self.motion_area = motion.moving, motion.area
                 if motion.moving:
                     self.motion_frames += 1
                     self.last_motion_time = now
-            slot.put(Frame(image, self._frame_time(now, period), self._sequence, lores, motion))
+            frame = Frame(image, self._frame_time(now, period), self._sequence, lores, motion)
+            slot.put(frame)
             self._frames_this_round += 1
             self._frames += 1
             with self._lock:
                 if self._state is not SourceState.LIVE:
-                    self._announce_live(image)
+                    self._announce_live(frame.size)
                     self._state, self._reason = SourceState.LIVE, None
                     self._live_since = now
                 elif now - self._progress > self.stall_s:
@@ -298,8 +298,8 @@ class CaptureThread(threading.Thread):
                 self._times.append(now)
         return None
 
-    def _announce_live(self, image: np.ndarray) -> None:
-        h, w = image.shape[:2]
+    def _announce_live(self, size: tuple[int, int]) -> None:
+        w, h = size
         if self._down_since is None:
             log.info("%s: live, %dx%d", self.source.name, w, h)
         else:
