@@ -9,11 +9,15 @@ Issue #15's figures, all measured in the same run (default plan):
                 decode and detection on separate cores, as the goal assumes. decode_all_cores (FFmpeg's
                 own choice, a thread per core) is printed beside it: on 2 cores it borrows the detector's.
     detector    the interpreter's invoke() alone on frames resized to the model input beforehand
+    side_by_side  decode and detector at the same time, in two processes: what each part does while the
+                other runs on the other core (shared caches and memory bandwidth); the slower of the two is
+                the ceiling a two-thread pipeline can reach on this machine, printed beside the goal's ratio
     pipe_off    the real Pipeline with the shipped config.yaml (source, model, one detector thread,
                 realtime: false and the port overridden; motion.enabled false), one MJPEG client:
                 processed fps = the rate of status()["inference"]["frames"]; CPU seconds per processed
                 frame for each thread (capture, inference, encoder, server, other)
     pipe_on     the same with motion gating on (the shipped default)
+    pipe_norec  gating on, recording off: what the clip recorder costs (issue #16)
     naive       read -> detect -> draw -> JPEG in one thread
     goal        processed fps >= 0.9 x min(decode fps, detector fps), gating off and on
 
