@@ -184,16 +184,21 @@ def combine(counts: list[dict]) -> dict:
     return {"idf1": 100.0 * idf1, "mota": 100.0 * mota, "id_switches": c["num_switches"]}
 
 
-# The leave-one-out search (round 2 of the tracker issue: fewer ID switches): small, each value a principled
-# alternative; 36 points, about 85 s (150 s with --pan) with --jobs 2 on two cores. Round 1's axes (max_age_s, coast_s,
-# direction_weight, recovery_iou) stay at the values it chose (not re-searched here). Tried and dropped (no fold-consistent gain in ID switches, see the issue): coast_s 0
-# or hiding coasting boxes that overlap a matched track, decaying a lost track's velocity, growing the gate
-# with time lost, the low-score stage for lost tracks too, ByteTrack's score fusion.
+# The leave-one-out search (rounds 2 and 3 of the tracker issue: fewer ID switches): small, each value a
+# principled alternative; 72 points, about 80-150 s (185-240 s with --pan) with --jobs 2 on two cores.
+# Round 1's axes (max_age_s, coast_s, direction_weight, recovery_iou) stay at the values it chose.
+# Tried and dropped (no fold-consistent gain in ID switches, see the issue): coast_s 0 or hiding coasting
+# boxes that overlap a matched track, decaying a lost track's velocity, growing the gate with time lost, the
+# low-score stage for lost tracks too, ByteTrack's score fusion; in round 3, Hybrid-SORT's height-modulated
+# IoU and its score-trend (TCM) term, IoU with the last observed box for tracks that missed a frame,
+# NSA-Kalman's score-scaled measurement noise, matching lost tracks after the others (DeepSORT's cascade),
+# max_age_s 1.5 or 3, and giving a newly confirmed track the id of a nearby lost one.
 LOO_GRID: dict[str, list] = {
     "min_hits": [2, 3, 4],  # ByteTrack-like 2, OC-SORT's 3, 4
     "max_height_ratio": [0.0, 1.3],  # off, heights within 30 %
     "match_buffer": [0.0, 0.1, 0.2],  # plain IoU, C-BIoU-like buffers
     "new_track_score": [0.7, 0.8],  # ByteTrack's track_thresh + 0.1 (0.7), stricter
+    "scene_motion": [False, True],  # round 3: tracks follow the motion they share (a moving camera)
 }
 # The point chosen for a fold is the one with the fewest ID switches on the tuning sequences among the
 # points whose mean IDF1 there is within IDF1_TOLERANCE of the best (the held-out set punishes switches;

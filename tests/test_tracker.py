@@ -486,3 +486,103 @@ def test_confirmation_needs_min_hits_and_new_track_score() -> None:
     tracker = make_tracker(30.0)
     reported = [ids(feed(tracker, [box(100, 100)], [0.85])) for _ in range(4)]
     assert reported == [[], [], [1], [1]]
+
+
+def _still_objects_filmed_by(camera_x, hidden: tuple[int, int], scene_motion: bool) -> dict[int, set[int]]:
+    """Five still objects side by side, 200 px apart, seen by a camera whose image offset in frame f is
+    camera_x(f); the middle one is not detected in frames hidden[0] <= f < hidden[1]. Returns, per object,
+    the ids it was reported with."""
+    tracker = make_tracker(30.0, scene_motion=scene_motion)
+    seen: dict[int, set[int]] = {}
+    for f in range(60):
+        dx = camera_x(f)
+        boxes = [box(200.0 * k + dx, 300) for k in range(1, 6) if not (k == 3 and hidden[0] <= f < hidden[1])]
+        for t in feed(tracker, boxes):
+            seen.setdefault(round(((t.box[0] + t.box[2]) / 2 - dx) / 200.0), set()).add(t.id)
+    return seen
+
+
+def test_scene_motion_finds_an_object_lost_while_the_camera_stopped_panning() -> None:
+    # The camera pans 8 px/frame, then stops (frame 25) while the middle object is hidden (frames 18-35).
+    # Its track coasts on the pan's velocity: 80 px past the object when it reappears, so without scene
+    # motion the object comes back under a new id; following the other tracks, which all stopped at once,
+    # its track stops too and takes it back.
+    def camera_x(f: int) -> float:
+        return -8.0 * min(f + 1, 25)
+
+    with_scene = _still_objects_filmed_by(camera_x, (18, 36), scene_motion=True)
+    assert with_scene == {k: {k} for k in range(1, 6)}
+    without = _still_objects_filmed_by(camera_x, (18, 36), scene_motion=False)
+    assert len(without[3]) == 2 and all(len(without[k]) == 1 for k in (1, 2, 4, 5))
+
+
+def test_scene_motion_carries_a_steady_camera_acceleration_into_predictions() -> None:
+    # Five still objects, the camera accelerating steadily (0.4 px/frame^2): a constant-velocity filter
+    # lags behind the image velocity; the shared acceleration, seen in consecutive frames, is fed forward.
+    def velocity_error(scene_motion: bool) -> float:
+        tracker = make_tracker(30.0, scene_motion=scene_motion)
+        x, v, errors = 0.0, 0.0, []
+        for f in range(40):
+            v += 0.4 if f >= 10 else 0.0
+            x += v
+            tracks = feed(tracker, [box(200.0 * k + x, 300) for k in range(1, 6)])
+            if f >= 30:
+                assert len(tracks) == 5
+                errors += [abs(t.velocity[0] / 30.0 - v) for t in tracks]
+        return float(np.mean(errors))
+
+    assert velocity_error(True) < 0.25 * velocity_error(False)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scene_motion_changes_nothing_for_independent_walkers(seed: int) -> None:
+    # A fixed camera and a dozen people walking their own ways with jittery, sometimes missed detections:
+    # no motion is shared, so the tracks and their ids are those of the tracker without scene motion.
+    def run(scene_motion: bool) -> list[list[int]]:
+        rng = np.random.default_rng(seed)
+        tracker = make_tracker(30.0, scene_motion=scene_motion)
+        n = 12
+        pos = np.stack([np.linspace(100, 1700, n), rng.uniform(200, 800, n)], axis=1)
+        vel = rng.normal(0, 1.5, size=(n, 2))
+        half = np.array([20.0, 50.0])
+        out = []
+        for _ in range(300):
+            pos += vel
+            centre = pos + rng.normal(0, 2.0, size=(n, 2))
+            boxes = np.concatenate([centre - half, centre + half], axis=1)
+            keep = rng.random(n) > 0.1
+            out.append(ids(tracker.update(boxes[keep], np.full(int(keep.sum()), 0.9))))
+        return out
+
+    assert run(True) == run(False)
+
+
+def test_scene_motion_stays_out_of_the_way_of_camera_motion() -> None:
+    # Told the exact camera motion, the tracks see still objects: scene motion has nothing left to follow.
+    tracker = make_tracker(30.0)
+    assert tracker.settings.scene_motion is True
+    for f in range(40):
+        motion = np.array([[1.0, 0.0, -8.0], [0.0, 1.0, 0.0]])
+        boxes = np.array([box(200.0 * k - 8.0 * (f + 1), 300) for k in range(1, 6)])
+        tracker.update(boxes, np.full(5, 0.9), camera_motion=motion)
+    assert np.abs(tracker._scene_v).max() < 0.5
+    with pytest.raises(TypeError, match=r"tracker\.scene_motion: must be a bool"):
+        make_tracker(scene_motion=1)
+
+
+def test_scene_motion_ignores_velocity_changes_the_tracks_do_not_share() -> None:
+    # Seven people walking right at 2 px/frame; at frame 40 each changes pace by a different amount, mostly
+    # in opposite directions. The median change (+0.5 px/frame) is well inside their spread: not a camera
+    # motion, so the scene's velocity stays as it was (without the significance test it would drift).
+    tracker = make_tracker(30.0)
+    changes = [-3.0, -2.0, -1.0, 0.5, 1.0, 2.0, 3.0]
+    x = [150.0 * k for k in range(1, 8)]
+    before = None
+    for f in range(70):
+        if f == 40:
+            before = tracker._scene_v.tolist()
+        for k, change in enumerate(changes):
+            x[k] += 2.0 + (change if f >= 40 else 0.0)
+        tracks = feed(tracker, [box(xk, 300 + 120 * (k % 2)) for k, xk in enumerate(x)])
+    assert len(tracks) == 7
+    assert tracker._scene_v.tolist() == before

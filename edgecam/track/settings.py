@@ -47,6 +47,14 @@ class TrackerSettings:
     """Before the IoU of a track's predicted box and a detection is taken, both boxes are widened by this
     fraction of their own width and height on every side (C-BIoU's buffered IoU; 0 = plain IoU): a gate
     that tolerates a little more motion error, relative to the object's size."""
+    scene_motion: bool = True
+    """Estimate the motion all tracks share (a moving camera) from the tracks themselves, no image needed:
+    each frame, the median change of the matched tracks' velocities, when it stands out from their spread.
+    Tracks that go unseen then keep following the scene (their own velocity plus how much the shared
+    velocity changed since they were last seen), and a shared acceleration seen in two frames in a row is
+    carried into the next prediction. With a fixed camera the estimate barely moves (tracks change their
+    velocities each their own way); `camera_motion` passed to update() still comes first (this only follows
+    what is left)."""
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, rule: str) -> None:

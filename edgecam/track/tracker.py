@@ -12,11 +12,21 @@ re-update), so the velocity it coasted on while unseen does not linger. Two gate
 jumping between people: box heights must agree within `max_height_ratio`, and the overlap is taken
 between boxes widened by `match_buffer` (C-BIoU), which tolerates motion error in proportion to box size.
 
+With `scene_motion` the tracker also follows the motion every track shares, which is what a moving camera
+adds when nobody passes `camera_motion`: each frame the median change of the matched tracks' velocities is
+taken as the scene's change of velocity, if it stands out from their spread (SCENE_Z standard errors; with
+a fixed camera it rarely does, so the estimate barely moves). Unseen tracks are moved by how much the
+scene's velocity changed since they were last matched, so a track lost while the camera turns is looked for
+where the camera took it, not where its old velocity leads; a scene acceleration seen in two frames in a row
+is carried into every track's next prediction (a turning camera keeps turning for a while).
+
 All track data lives in one float array, one row per track (columns below), so each step is a few
 vectorised numpy operations whatever the number of tracks, and removing tracks is a single mask.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -31,6 +41,14 @@ _EPS_T = 1e-6
 # the direction term fades out there (for the track's own direction and towards a detection alike).
 DIRECTION_NOISE = float(np.sqrt(2.0) * kalman.STD_MEAS)
 TENTATIVE, CONFIRMED, LOST = 0.0, 1.0, 2.0
+# Scene motion: the median velocity change of at least SCENE_MIN_TRACKS tracks matched in consecutive
+# frames counts, per axis, only if it exceeds SCENE_Z standard errors of that median (1.4826 * MAD /
+# sqrt(n)). Only tracks with SCENE_MIN_HITS matches or more take part (confirmed ones, at the default
+# min_hits), so a velocity has been measured. (Waiting for 6 matches, until it has settled, did no better
+# on the dev split: bench/mot.py --loo --pan.)
+SCENE_MIN_TRACKS = 3
+SCENE_MIN_HITS = 3
+SCENE_Z = 3.0
 
 # Columns of the track array.
 MEAN = slice(0, 8)  # Kalman state cx cy w h vcx vcy vw vh (velocities per nominal frame)
@@ -43,7 +61,9 @@ DIR = slice(53, 55)  # unit direction of motion between observations direction_l
 DIR_CONF = 55  # confidence in DIR, 0 (unknown, or no motion beyond noise) to 1, see DIRECTION_NOISE
 HIST_LEN = 8  # ring of recent observation centres: slot frame % HIST_LEN holds (frame, cx, cy)
 HIST = slice(56, 56 + 3 * HIST_LEN)
-N_COLS = 56 + 3 * HIST_LEN
+SCENE_V = slice(56 + 3 * HIST_LEN, 58 + 3 * HIST_LEN)  # the scene's velocity when the track was last matched
+N_COLS = 58 + 3 * HIST_LEN
+_CENTRES = np.array([0, 1, 20, 21, 40, 41])  # filter, saved filter and last observation: cx, cy
 
 
 def _match(
@@ -54,6 +74,13 @@ def _match(
         empty = np.empty(0, dtype=np.intp)
         return empty, empty
     return assign(sim[np.ix_(t_idx, d_idx)], min_iou)
+
+
+def _median_rows(x: np.ndarray) -> np.ndarray:
+    """Median of each column of x (n >= 1 rows); a sort is cheaper than np.median on a few dozen rows."""
+    x = np.sort(x, axis=0)
+    n = x.shape[0]
+    return 0.5 * (x[(n - 1) // 2] + x[n // 2])
 
 
 def _height_mismatch(track_h: np.ndarray, det_h: np.ndarray, max_ratio: float) -> np.ndarray:
@@ -93,6 +120,14 @@ class Tracker:
         self._frame = 0
         self._time: float | None = None
         self._events: list[TrackEvent] = []
+        self._dt = 1.0  # this frame's step in nominal frames
+        # Scene motion (per nominal frame): the shared velocity since the start, this frame's and the last
+        # frame's change of it (as rates, per nominal frame), and the acceleration fed into this prediction.
+        self._scene_v = np.zeros(2)
+        self._scene_a = np.zeros(2)
+        self._scene_a_prev = np.zeros(2)
+        self._scene_ff = np.zeros(2)
+        self._scene_changed = -1  # the last frame the scene's velocity changed (-1: never)
 
     def __len__(self) -> int:
         """Number of live tracks (tentative, confirmed and lost)."""
@@ -138,9 +173,13 @@ class Tracker:
 
         self._frame += 1
         now, dt = self._advance_time(timestamp)
+        self._dt = dt
+        self._scene_ff = np.zeros(2)
         if len(self):
             if camera_motion is not None:
                 self._warp(camera_motion)
+            if s.scene_motion:
+                self._follow_scene(dt)
             self._predict(dt)
         t = self._t
 
@@ -213,10 +252,14 @@ class Tracker:
 
         ti = np.concatenate(match_t)
         di = np.concatenate(match_d)
+        if s.scene_motion:  # this frame's scene acceleration, if _apply_matches measures one
+            self._scene_a_prev, self._scene_a = self._scene_a, np.zeros(2)
         if ti.size:
             self._apply_matches(ti, kalman.xyxy_to_cxcywh(boxes[di]), scores[di], cls[di], now, origin[ti])
         matched = np.zeros(len(self), dtype=bool)
         matched[ti] = True
+        if s.scene_motion:
+            self._t[ti, SCENE_V] = self._scene_v
         self._age_out(matched, now)
         new_idx = new_idx[scores[new_idx] >= s.new_track_score]
         if new_idx.size:
@@ -280,6 +323,57 @@ class Tracker:
         d = t[:, DIR] @ a.T
         t[:, DIR] = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
 
+    def _follow_scene(self, dt: float) -> None:
+        """Carry the scene's motion into this frame's prediction (before `_predict`).
+
+        Tracks seen last frame get the scene acceleration of the last two frames when both agree in sign
+        (the smaller of the two): a camera that keeps turning. Tracks unseen since are moved by the change
+        of the scene's velocity since they were last matched, over this step.
+        """
+        t = self._t
+        ax, ay = self._scene_a.tolist()
+        bx, by = self._scene_a_prev.tolist()
+        if ax * bx > 0 or ay * by > 0:  # Python floats: cheaper than numpy for two numbers
+            fx = math.copysign(min(abs(ax), abs(bx)), ax) if ax * bx > 0 else 0.0
+            fy = math.copysign(min(abs(ay), abs(by)), ay) if ay * by > 0 else 0.0
+            self._scene_ff = np.array([dt * fx, dt * fy])
+            seen = t[:, LAST_FRAME] == self._frame - 1
+            t[seen, 4:6] += self._scene_ff
+        if self._scene_changed < 0:
+            return  # the scene has never moved: nothing to catch up with
+        # Tracks unseen last frame and last matched before the scene's velocity last changed.
+        gone = np.flatnonzero(t[:, LAST_FRAME] < min(self._frame - 1, self._scene_changed))
+        if gone.size == 0:
+            return
+        shift = dt * (self._scene_v - t[gone, SCENE_V])
+        # The filter's centre, its saved copy and the last observation (the re-update's start).
+        t[np.ix_(gone, _CENTRES)] += np.tile(shift, 3)
+        if self.settings.direction_weight > 0:  # the observation history only serves the direction term
+            hist = t[gone, HIST].reshape(gone.size, HIST_LEN, 3)
+            hist[:, :, 1:3] += shift[:, None, :]
+            t[gone, HIST] = hist.reshape(gone.size, 3 * HIST_LEN)
+
+    def _measure_scene(self, rows: np.ndarray, mean: np.ndarray) -> None:
+        """Update the scene's velocity from the matched rows' velocity before (rows) and after (mean) this
+        frame's correction, counting the acceleration fed in by `_follow_scene` as part of the change.
+        Sets this frame's scene acceleration (left at zero when there is no clear common change)."""
+        steady = np.flatnonzero(
+            (rows[:, LAST_FRAME] == self._frame - 1)
+            & (rows[:, HITS] >= SCENE_MIN_HITS)
+            & (rows[:, STATE] == CONFIRMED)
+        )
+        n = steady.size
+        if n < SCENE_MIN_TRACKS:
+            return
+        dv = (mean[:, 4:6] - rows[:, 4:6])[steady] + self._scene_ff
+        med = _median_rows(dv)
+        spread = 1.4826 * _median_rows(np.abs(dv - med))
+        change = np.where(np.abs(med) > SCENE_Z * spread / math.sqrt(n), med, 0.0)
+        if change.any():
+            self._scene_v += change
+            self._scene_changed = self._frame
+            self._scene_a = change / max(self._dt, 1e-6)
+
     def _predict(self, dt: float) -> None:
         t = self._t
         n = t.shape[0]
@@ -307,6 +401,8 @@ class Tracker:
         rows = self._t[ti]  # a copy, written back at the end
         m = rows.shape[0]
         mean, cov = kalman.update(rows[:, MEAN], rows[:, COV].reshape(m, 3, 4), z)
+        if self.settings.scene_motion:
+            self._measure_scene(rows, mean)
         rows[:, MEAN] = mean
         rows[:, COV] = cov.reshape(m, 12)
         # Tracks coming back after missed frames: re-run the filter along a virtual straight path.
@@ -402,6 +498,7 @@ class Tracker:
         rows[:, HITS] = 1
         rows[:, [FIRST_FRAME, LAST_FRAME]] = self._frame
         rows[:, [FIRST_SEEN, LAST_SEEN]] = now
+        rows[:, SCENE_V] = self._scene_v
         if self.settings.min_hits <= 1:
             self._confirm(rows, np.arange(n), now)
         self._t = np.concatenate([self._t, rows])
