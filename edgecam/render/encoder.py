@@ -133,7 +133,13 @@ class JpegEncoder:
     def _run(self, generation: int) -> None:
         last_encode = 0.0
         while not self._stop.is_set() and generation == self._generation:
-            self.heartbeat = time.monotonic()
+            now = self.heartbeat = time.monotonic()
+            early = last_encode + 0.9 / self.settings.fps - now
+            if early > 0:
+                # Over the stream cap: sleep until the next frame is due instead of waking for every frame
+                # the inference stage publishes (hundreds a second from a fast source), then take the newest.
+                self._stop.wait(min(early, 1.0))
+                continue
             with self._work:
                 self._work.wait_for(
                     lambda: self._stop.is_set() or (self._pending is not None and self._wanted()), timeout=1.0
@@ -151,8 +157,6 @@ class JpegEncoder:
                     if reason:
                         self._send(self._no_signal_card(reason))
                         last_encode = now
-                continue
-            if now - last_encode < 0.9 / self.settings.fps:  # over the stream cap: the next one will come
                 continue
             last_encode = now
             try:
