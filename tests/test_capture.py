@@ -163,6 +163,25 @@ def test_pyav_decodes_with_the_threads_asked_for(media_dir, threads):
         src.close()
 
 
+def test_auto_decodes_mjpeg_with_opencv_and_pyav_keeps_its_levels(tiny_video):
+    """MJPEG is full-range 4:2:2: nothing to keep as YUV, and FFmpeg's per-frame BGR conversion costs more
+    than OpenCV's, so ``auto`` takes OpenCV for it; ``pyav`` asked for explicitly still decodes it right."""
+    pytest.importorskip("av")
+    auto = FileSource(str(tiny_video))
+    auto.open()
+    try:
+        assert type(auto._dec).__name__ == "_OpenCvDecoder"
+    finally:
+        auto.close()
+    forced = FileSource(str(tiny_video), decoder="pyav")
+    forced.open()
+    try:
+        levels = [round(float(forced.read()[0].mean()) / 50) * 50 for _ in range(5)]
+    finally:
+        forced.close()
+    assert levels == [0, 50, 100, 150, 200]
+
+
 @pytest.mark.parametrize("name", ["crowd_overhead_720p.avi", "vtest.avi", "car-detection.mp4"])
 def test_pyav_frames_are_opencvs_frames(media_dir, name):
     """The same file through both decoders: the same number of frames, the same rate, and pictures that

@@ -61,6 +61,10 @@ class AvFileDecoder:
             stream.thread_type = "AUTO"  # frame and slice threads
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else None
+        fmt = stream.format
+        # Only 4:2:0 planar frames stay YUV; others would be converted by FFmpeg frame by frame, which costs
+        # more than OpenCV's conversion: the caller had better use OpenCV for those (MJPEG's full-range 4:2:2).
+        self.planar420 = fmt is not None and fmt.name == PLANAR_420
         self._frames: Iterator[Any] = self._container.decode(stream)
 
     def read(self) -> Yuv420 | np.ndarray | None:

@@ -57,8 +57,8 @@ class FileSource(CaptureSource):
     read, not by the frame count, which some containers state wrongly (crowd_overhead_720p.avi claims 682
     frames; 341 decode). On a failed read the file is reopened and read from the start.
 
-    ``decoder``: ``auto`` = PyAV if installed (its pictures are ``Yuv420`` where the file is 4:2:0, BGR
-    otherwise), else OpenCV (BGR). ``decode_threads``: FFmpeg threads, 0 = FFmpeg's own choice.
+    ``decoder``: ``auto`` = PyAV if installed and the file is 4:2:0 (its pictures are then ``Yuv420``), else
+    OpenCV (BGR); ``pyav`` = PyAV always (other pixel formats converted to BGR by FFmpeg). ``decode_threads``: FFmpeg threads, 0 = FFmpeg's own choice.
     """
 
     paced = False
@@ -73,6 +73,7 @@ class FileSource(CaptureSource):
     ) -> None:
         self.path = path
         self.decode_threads = decode_threads
+        self._auto = decoder == "auto"
         self.decoder = "pyav" if decoder == "auto" and pyav_available() else decoder
         if self.decoder == "auto":
             self.decoder = "opencv"
@@ -86,9 +87,15 @@ class FileSource(CaptureSource):
         self.close()
         if not os.path.isfile(self.path):
             raise SourceError(f"camera.source: no such file '{self.path}'")
-        kind = AvFileDecoder if self.decoder == "pyav" else _OpenCvDecoder
         try:
-            dec = kind(self.path, self.decode_threads)
+            dec: AvFileDecoder | _OpenCvDecoder
+            if self.decoder == "pyav":
+                dec = AvFileDecoder(self.path, self.decode_threads)
+                if not dec.planar420 and self._auto:  # nothing to gain over OpenCV for this file
+                    dec.close()
+                    dec = _OpenCvDecoder(self.path, self.decode_threads)
+            else:
+                dec = _OpenCvDecoder(self.path, self.decode_threads)
         except ValueError as exc:
             raise SourceError(str(exc)) from None
         if self.nominal_fps is None:
