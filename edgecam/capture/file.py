@@ -58,7 +58,8 @@ class FileSource(CaptureSource):
     frames; 341 decode). On a failed read the file is reopened and read from the start.
 
     ``decoder``: ``auto`` = PyAV if installed and the file is 4:2:0 (its pictures are then ``Yuv420``), else
-    OpenCV (BGR); ``pyav`` = PyAV always (other pixel formats converted to BGR by FFmpeg). ``decode_threads``: FFmpeg threads, 0 = FFmpeg's own choice.
+    OpenCV (BGR, also for a file PyAV cannot open); ``pyav`` = PyAV always (other pixel formats converted
+    to BGR by FFmpeg). ``decode_threads``: FFmpeg threads, 0 = FFmpeg's own choice.
     """
 
     paced = False
@@ -73,10 +74,7 @@ class FileSource(CaptureSource):
     ) -> None:
         self.path = path
         self.decode_threads = decode_threads
-        self._auto = decoder == "auto"
-        self.decoder = "pyav" if decoder == "auto" and pyav_available() else decoder
-        if self.decoder == "auto":
-            self.decoder = "opencv"
+        self.decoder = decoder
         self.size = size
         self.name = f"file:{os.path.basename(path)}"
         self.nominal_fps: float | None = None
@@ -88,14 +86,7 @@ class FileSource(CaptureSource):
         if not os.path.isfile(self.path):
             raise SourceError(f"camera.source: no such file '{self.path}'")
         try:
-            dec: AvFileDecoder | _OpenCvDecoder
-            if self.decoder == "pyav":
-                dec = AvFileDecoder(self.path, self.decode_threads)
-                if not dec.planar420 and self._auto:  # nothing to gain over OpenCV for this file
-                    dec.close()
-                    dec = _OpenCvDecoder(self.path, self.decode_threads)
-            else:
-                dec = _OpenCvDecoder(self.path, self.decode_threads)
+            dec = self._open_decoder()
         except ValueError as exc:
             raise SourceError(str(exc)) from None
         if self.nominal_fps is None:
@@ -108,6 +99,20 @@ class FileSource(CaptureSource):
             self.nominal_fps = float(fps)
         self._dec = dec
         self._frames_since_open = 0
+
+    def _open_decoder(self) -> AvFileDecoder | _OpenCvDecoder:
+        if self.decoder == "opencv" or (self.decoder == "auto" and not pyav_available()):
+            return _OpenCvDecoder(self.path, self.decode_threads)
+        try:
+            dec = AvFileDecoder(self.path, self.decode_threads)
+        except ValueError:
+            if self.decoder == "pyav":
+                raise
+            return _OpenCvDecoder(self.path, self.decode_threads)  # its own error if it cannot either
+        if self.decoder == "auto" and not dec.planar420:  # nothing to gain over OpenCV for this file
+            dec.close()
+            return _OpenCvDecoder(self.path, self.decode_threads)
+        return dec
 
     def read(self) -> tuple[np.ndarray | Yuv420, np.ndarray | None]:
         if self._dec is None:
