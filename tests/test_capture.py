@@ -471,3 +471,41 @@ def test_lockstep_frames_carry_the_files_own_clock(media_dir):
         assert [round(b - a, 6) for a, b in itertools.pairwise(stamps)] == [round(period, 6)] * 5
     finally:
         th.stop()
+
+
+# -- odd files through both decoders -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decoder", ["auto", "pyav", "opencv"])
+def test_a_file_that_is_not_a_video_is_refused_with_its_name(tmp_path, decoder):
+    if decoder == "pyav":
+        pytest.importorskip("av")
+    fake = tmp_path / "clip.mp4"
+    fake.write_text("this is a shopping list, not a video\n" * 50)
+    src = FileSource(str(fake), decoder=decoder)
+    with pytest.raises(SourceError, match=r"clip\.mp4"):
+        src.open()
+    src.close()  # safe after a failed open
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled"])
+def test_a_damaged_h264_file_plays_what_it_can_and_loops(media_dir, tmp_path, damage):
+    """The tail cut off, or a stretch of the middle overwritten: the frames that decode are delivered,
+    the bad part ends the pass, and the file starts again: no exception escapes the source."""
+    pytest.importorskip("av")
+    data = bytearray((media_dir / "crowd_overhead_720p.avi").read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 3]
+    else:
+        middle = len(data) // 2
+        data[middle : middle + 200_000] = bytes(range(256)) * (200_000 // 256) + bytes(200_000 % 256)
+    path = tmp_path / f"{damage}.avi"
+    path.write_bytes(bytes(data))
+    src = FileSource(str(path))
+    src.open()
+    try:
+        sizes = {src.read()[0].size for _ in range(700)}  # more than one pass of a third of 341 frames
+    finally:
+        src.close()
+    assert sizes == {(1280, 720)}
+    assert src.loops >= 1
