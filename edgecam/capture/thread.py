@@ -40,8 +40,8 @@ class CaptureThread(threading.Thread):
 
     ``lores_size`` (asked per frame: the model may change) makes the detector's picture here when the
     source gives none: the frame was just decoded by this thread and is still in its cache, so shrinking it
-    to the model's input size costs a third of what it costs the inference thread later, and the inference
-    core is left with the model. With a ``motion`` detector, each frame is judged on a small grey copy (of
+    to the model's input size costs less than half what it costs the inference thread later (~0.15 ms
+    against ~0.36 ms for a 720p BGR frame), and the inference core is left with the model. With a ``motion`` detector, each frame is judged on a small grey copy (of
     the lores frame) before it is put, so the inference stage can skip the detector while nothing moves.
     """
 
