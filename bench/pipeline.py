@@ -750,11 +750,17 @@ def run_side_by_side(args: argparse.Namespace, video: Path) -> dict[str, Any]:
         for name in ("decode", "detector")
     }
     result: dict[str, Any] = {}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=2 * args.seconds + 180)
-        if proc.returncode != 0:
-            return {"error": f"{name}: exit {proc.returncode}: {err.strip().splitlines()[-1:]}"}
-        result[name] = json.loads(out.strip().splitlines()[-1])
+    try:
+        for name, proc in procs.items():
+            out, err = proc.communicate(timeout=2 * args.seconds + 180)
+            if proc.returncode != 0:
+                return {"error": f"{name}: exit {proc.returncode}: {err.strip().splitlines()[-1:]}"}
+            result[name] = json.loads(out.strip().splitlines()[-1])
+    finally:
+        for proc in procs.values():  # the other part, if one failed or timed out
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     result["fps"] = min(result["decode"]["fps"], result["detector"]["fps"])
     result["wall_s"] = r(time.monotonic() - started, 1)
     return result
