@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import logging
 import sqlite3
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -82,6 +83,8 @@ class EventHub:
         self._mqtt_snapshots = mqtt is not None and mqtt.settings.snapshots_on_new_track
         self._log_track_events = log_track_events
         self._alive: dict[int, str] = {}  # track id → label, from track_started until track_ended
+        # set_classes runs on the config thread, _on_frame on the inference thread: both rebuild counts.
+        self._count_lock = threading.Lock()
         self._zero = dict.fromkeys(classes, 0)
         self.counts: dict[str, int] = dict(self._zero)
         self.recent: deque[dict[str, Any]] = deque(maxlen=20)
@@ -91,12 +94,18 @@ class EventHub:
     def set_classes(self, classes: Iterable[str]) -> None:
         """A live change of ``detector.classes``: counts list the new classes (0 until seen), not the old."""
         classes = list(classes)
-        self._zero = dict.fromkeys(classes, 0)
-        if classes:  # objects of a class no longer reported stop counting now, not when their tracks expire
-            self._alive = {track_id: label for track_id, label in self._alive.items() if label in classes}
-        self.counts = {**self._zero, **Counter(self._alive.values())}
+        with self._count_lock:
+            self._zero = dict.fromkeys(classes, 0)
+            # Objects of a class no longer reported stop counting now, not when their tracks expire.
+            self._alive = {track_id: label for track_id, label in self._alive.items() if self._counted(label)}
+            self.counts = {**self._zero, **Counter(self._alive.values())}
         if self.mqtt is not None:
             self._publish_counts()
+
+    def _counted(self, label: str) -> bool:
+        """Whether a track of this class counts. A frame already past the detector when the class list
+        changed can still start a track of a dropped class; it is not counted (no classes = all count)."""
+        return not self._zero or label in self._zero
 
     def start(self) -> None:
         if self.store is not None:
@@ -134,30 +143,42 @@ class EventHub:
         offset = time.time() - time.monotonic()  # monotonic (the frame's clock) → wall clock
         started: list[Event] = []
         ended: list[Event] = []
-        for te in track_events:
-            label = self._label_of(te.class_id)
-            event = Event(
-                te.kind, te.track_id, label, te.score, te.box, te.timestamp + offset, duration_s=te.duration_s
-            )
-            if te.kind == "track_started":
-                self._alive[te.track_id] = label
-                started.append(event)
-            else:
-                self._alive.pop(te.track_id, None)
-                ended.append(event)
         relabelled = False
-        for track in output.tracks:  # with class_aware off, a track's class follows its detections
-            known = self._alive.get(track.id)
-            if known is not None and track.label and known != track.label:
-                self._alive[track.id] = track.label
-                relabelled = True
+        with self._count_lock:
+            for te in track_events:
+                label = self._label_of(te.class_id)
+                event = Event(
+                    te.kind,
+                    te.track_id,
+                    label,
+                    te.score,
+                    te.box,
+                    te.timestamp + offset,
+                    duration_s=te.duration_s,
+                )
+                if te.kind == "track_started":
+                    if self._counted(label):
+                        self._alive[te.track_id] = label
+                    started.append(event)
+                else:
+                    self._alive.pop(te.track_id, None)
+                    ended.append(event)
+            for track in output.tracks:  # with class_aware off, a track's class follows its detections
+                known = self._alive.get(track.id)
+                if known is not None and track.label and known != track.label:
+                    if self._counted(track.label):
+                        self._alive[track.id] = track.label
+                    else:
+                        del self._alive[track.id]
+                    relabelled = True
+            if track_events or relabelled:
+                self.counts = {**self._zero, **Counter(self._alive.values())}
         areas = self.zones.update(
             output.tracks, output.frame.size, output.frame.timestamp + offset, [e.track_id for e in ended]
         )
         events = [*started, *areas, *ended]
         if not events and not relabelled:
             return events
-        self.counts = {**self._zero, **Counter(self._alive.values())}
         for i, event in enumerate(events):
             events[i] = self._emit(event, event.timestamp - offset)
         for event in events[: len(started)]:  # the started events, now with their event ids
