@@ -229,8 +229,9 @@ def test_retention_by_age_deletes_whole_old_events_oldest_first(tmp_path: Path) 
         clip = media(s, "old.mp4", 100)
         s.set_clip(old, clip, 100)
         assert s.flush()
-        wait_for(lambda: s.get(old) is None, 5, what="the old event to go")
-        assert not clip.exists() and s.get(kept) is not None and s.get(still_open) is not None
+        # The row goes in a transaction, its files right after the commit.
+        wait_for(lambda: s.get(old) is None and not clip.exists(), 5, what="the old event and its clip to go")
+        assert s.get(kept) is not None and s.get(still_open) is not None
         assert s.status()["retention"]["deleted_events"] == 1
     finally:
         s.stop()
@@ -248,7 +249,9 @@ def test_retention_by_bytes_drops_the_oldest_media_and_keeps_the_rows(tmp_path: 
             ids.append(event_id)
             files.append(path)
         assert s.flush()
-        wait_for(lambda: s.status()["clip_bytes"] <= 2500, 5, what="retention by bytes")
+        wait_for(
+            lambda: s.status()["clip_bytes"] <= 2500 and not files[2].exists(), 5, what="retention by bytes"
+        )
         assert [p.exists() for p in files] == [False, False, False, True, True]
         assert all(s.get(i) is not None for i in ids)  # the timeline keeps the rows
         assert s.get(ids[0]).clip is None and s.get(ids[4]).clip == "clips/c4.mp4"
