@@ -114,13 +114,38 @@ def test_yuv_picture_converts_once_and_shrinks_like_the_bgr_one(media_dir, cv2):
     assert isinstance(yuv, Yuv420)
     bgr = yuv.bgr()
     assert bgr is yuv.bgr() and bgr.shape == (720, 1280, 3)  # converted once, one copy for everyone
-    assert np.array_equal(yuv.grey(), yuv.planes[:720])
+    assert yuv.grey() is yuv.y and yuv.y.shape == (720, 1280)
     for size in [(300, 300), (200, 200), (320, 320), (301, 300)]:  # an odd size goes through BGR
         small = model_picture(yuv, size)
         reference = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
         assert small.shape == reference.shape
         diff = np.abs(small.astype(np.int16) - reference)
         assert diff.mean() < 1.5 and np.percentile(diff, 99) <= 12, (size, diff.mean())
+
+
+def test_yuv_planes_are_the_decoders_own_and_padded_rows_convert_alike(media_dir, cv2):
+    """The planes are views of FFmpeg's buffers (what to_ndarray() would copy, byte for byte), and a plane
+    whose rows are padded (line_size > width, as decoders align them) gives the same pictures."""
+    av = pytest.importorskip("av")
+    from edgecam.capture.avdecode import _plane_view
+    from edgecam.capture.yuv import Yuv420
+
+    with av.open(str(media_dir / "crowd_overhead_720p.avi")) as container:
+        frame = next(container.decode(video=0))
+        yuv = Yuv420(*(_plane_view(plane) for plane in frame.planes))
+        assert all(not view.flags.owndata for view in (yuv.y, yuv.u, yuv.v))
+        assert np.array_equal(yuv.i420(), frame.to_ndarray())
+    padded = []
+    for plane in (yuv.y, yuv.u, yuv.v):
+        rows = np.full((plane.shape[0], plane.shape[1] + 32), 77, np.uint8)  # 32 bytes of padding a row
+        rows[:, : plane.shape[1]] = plane
+        padded.append(rows[:, : plane.shape[1]])
+    strided = Yuv420(*padded)
+    assert strided.y.strides[0] == 1280 + 32
+    assert np.array_equal(strided.bgr(), yuv.bgr())
+    assert np.array_equal(strided.resized_bgr((300, 300)), yuv.resized_bgr((300, 300)))
+    with pytest.raises(ValueError, match="not an I420 picture"):
+        Yuv420(yuv.y, yuv.u, yuv.v[:-2])
 
 
 def test_yuv_picture_converted_from_two_threads_is_one_picture(media_dir):
@@ -130,7 +155,7 @@ def test_yuv_picture_converted_from_two_threads_is_one_picture(media_dir):
     from edgecam.capture.yuv import Yuv420
 
     for _ in range(20):
-        yuv = Yuv420(decoded(media_dir).planes.copy(), 1280, 720)
+        yuv = Yuv420.from_i420(decoded(media_dir).i420(), 1280, 720)
         got: list = []
 
         def convert(picture=yuv, into=got) -> None:

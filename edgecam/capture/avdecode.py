@@ -76,8 +76,16 @@ class AvFileDecoder:
             log.warning("decoding stopped at a bad packet (%s): starting the file again", exc)
             return None
         if frame.format.name == PLANAR_420 and frame.width % 2 == 0 and frame.height % 2 == 0:
-            return Yuv420(frame.to_ndarray(), frame.width, frame.height)
+            return Yuv420(*(_plane_view(plane) for plane in frame.planes))
         return frame.to_ndarray(format="bgr24")
 
     def close(self) -> None:
         self._container.close()
+
+
+def _plane_view(plane: Any) -> np.ndarray:
+    """A decoded plane as a (height, width) uint8 view of FFmpeg's buffer, rows ``line_size`` apart: no copy
+    (``to_ndarray()`` copies all three, ~0.13 ms a 720p frame). The view keeps the frame's buffer alive, and
+    FFmpeg does not reuse a buffer something still holds."""
+    rows = np.frombuffer(plane, np.uint8)[: plane.height * plane.line_size]
+    return rows.reshape(plane.height, plane.line_size)[:, : plane.width]

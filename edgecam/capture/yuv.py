@@ -20,19 +20,29 @@ __all__ = ["Yuv420", "model_picture"]
 
 
 class Yuv420:
-    """One I420 picture: ``planes`` is (height * 3 / 2, width) uint8, the Y plane then U then V (as
-    ``cv2.COLOR_YUV2BGR_I420`` and PyAV's ``to_ndarray()`` lay them out); width and height are even."""
+    """One I420 picture as three uint8 planes: ``y`` (height, width), ``u`` and ``v`` (height / 2, width / 2);
+    width and height are even. The planes may be views into the decoder's own buffers, rows padded (a row
+    stride larger than the width): nothing is copied until a BGR picture is wanted."""
 
-    __slots__ = ("_bgr", "_lock", "height", "planes", "width")
+    __slots__ = ("_bgr", "_lock", "height", "u", "v", "width", "y")
 
-    def __init__(self, planes: np.ndarray, width: int, height: int) -> None:
-        if width % 2 or height % 2 or planes.shape != (height * 3 // 2, width):
-            raise ValueError(f"not an I420 picture of {width}x{height}: planes {planes.shape}")
-        self.planes = planes
+    def __init__(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+        height, width = y.shape
+        if width % 2 or height % 2 or u.shape != (height // 2, width // 2) or v.shape != u.shape:
+            raise ValueError(f"not an I420 picture: planes {y.shape}, {u.shape}, {v.shape}")
+        self.y, self.u, self.v = y, u, v
         self.width = width
         self.height = height
         self._bgr: np.ndarray | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_i420(cls, planes: np.ndarray, width: int, height: int) -> Yuv420:
+        """From one (height * 3 / 2, width) array, Y then U then V (``cv2.COLOR_BGR2YUV_I420``'s layout)."""
+        if width % 2 or height % 2 or planes.shape != (height * 3 // 2, width):
+            raise ValueError(f"not an I420 picture of {width}x{height}: planes {planes.shape}")
+        chroma = planes[height:].reshape(2, height // 2, width // 2)
+        return cls(planes[:height], chroma[0], chroma[1])
 
     @property
     def size(self) -> tuple[int, int]:
@@ -44,12 +54,22 @@ class Yuv420:
         if self._bgr is None:
             with self._lock:
                 if self._bgr is None:
-                    self._bgr = cv2.cvtColor(self.planes, cv2.COLOR_YUV2BGR_I420)
+                    self._bgr = cv2.cvtColor(self.i420(), cv2.COLOR_YUV2BGR_I420)
         return self._bgr
+
+    def i420(self) -> np.ndarray:
+        """The planes in one contiguous (height * 3 / 2, width) array, as OpenCV's I420 conversions take it."""
+        w, h = self.width, self.height
+        out = np.empty((h * 3 // 2, w), np.uint8)
+        out[:h] = self.y
+        chroma = out[h:].reshape(2, h // 2, w // 2)
+        chroma[0] = self.u
+        chroma[1] = self.v
+        return out
 
     def grey(self) -> np.ndarray:
         """The Y plane: a grey picture at full size, for free (a view)."""
-        return self.planes[: self.height]
+        return self.y
 
     def resized_bgr(self, size: tuple[int, int]) -> np.ndarray:
         """A BGR picture of ``size`` (width, height), stretched, as ``cv2.resize(bgr, size, INTER_LINEAR)``
@@ -58,15 +78,11 @@ class Yuv420:
         out_w, out_h = size
         if out_w % 2 or out_h % 2:
             return cv2.resize(self.bgr(), size, interpolation=cv2.INTER_LINEAR)
-        w, h = self.width, self.height
-        quarter = (h // 2) * (w // 2)
-        chroma = self.planes[h:].reshape(-1)
         small = np.empty((out_h * 3 // 2, out_w), np.uint8)
-        cv2.resize(self.grey(), size, dst=small[:out_h], interpolation=cv2.INTER_LINEAR)
+        cv2.resize(self.y, size, dst=small[:out_h], interpolation=cv2.INTER_LINEAR)
         small_chroma = small[out_h:].reshape(2, out_h // 2, out_w // 2)
-        for i in range(2):
-            plane = chroma[i * quarter : (i + 1) * quarter].reshape(h // 2, w // 2)
-            cv2.resize(plane, (out_w // 2, out_h // 2), dst=small_chroma[i], interpolation=cv2.INTER_LINEAR)
+        for plane, dst in zip((self.u, self.v), small_chroma, strict=True):
+            cv2.resize(plane, (out_w // 2, out_h // 2), dst=dst, interpolation=cv2.INTER_LINEAR)
         return cv2.cvtColor(small, cv2.COLOR_YUV2BGR_I420)
 
 
