@@ -50,15 +50,18 @@ class InputWriter:
 
     def write(self, frame_bgr: np.ndarray) -> Placement:
         tensor = self._tensor()[0]  # a view into the interpreter's buffer; released before invoke
-        placement = self._resize_into(frame_bgr, tensor)
-        cv2.cvtColor(tensor, cv2.COLOR_BGR2RGB, dst=tensor)
+        if frame_bgr.shape[0] == self.height and frame_bgr.shape[1] == self.width:
+            # A picture at model size (the capture thread's, or picamera2's lores): one pass, swapping the
+            # channels on the way in.
+            cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB, dst=tensor)
+            placement = Placement()
+        else:
+            placement = self._resize_into(frame_bgr, tensor)
+            cv2.cvtColor(tensor, cv2.COLOR_BGR2RGB, dst=tensor)
         del tensor
         return placement
 
     def _resize_into(self, frame: np.ndarray, target: np.ndarray) -> Placement:
-        if frame.shape[0] == self.height and frame.shape[1] == self.width:
-            target[...] = frame  # a lores frame at model size (picamera2): one copy, no resize
-            return Placement()
         if self.resize == "stretch":
             cv2.resize(frame, (self.width, self.height), dst=target, interpolation=cv2.INTER_LINEAR)
             return Placement()
