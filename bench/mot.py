@@ -10,6 +10,7 @@ or flag-0 gt row are dropped; then class-1 flag-1 gt rows are scored at IoU >= 0
     python bench/mot.py --set max_age_s=2    # try a tracker setting
     python bench/mot.py --loo                # leave-one-sequence-out tuning over LOO_GRID (or --grid)
     python bench/mot.py --loo --pan          # ... plus each sequence seen by a panning camera
+    python bench/mot.py --loo --pan --zoom   # ... and each seen by a camera moving forward and back
     python bench/mot.py --pan --cmc          # the panned copies, telling the tracker the camera motion
 
 Leave-one-sequence-out (`--loo`): every grid point is tracked once on every sequence; for each fold the
@@ -20,8 +21,12 @@ claim. The report is printed (a table, or JSON with --json) and saved as JSON in
 
 `--pan` adds `SEQ+pan`, a copy of each sequence as seen by a camera panning back and forth (detections and
 ground truth shifted alike; see make_panned), in the same fold as SEQ: a stand-in for the moving cameras the
-dev split lacks. `--cmc` passes each sequence's camera motion (`<seq>/cmc.txt`, exact for the panned copies)
-to `update(camera_motion=...)`.
+dev split lacks. `--zoom` adds `SEQ+zoom` likewise, a copy seen by a camera moving forward and back (MOT17-11
+and -13 film walking forward and from a driving car): every box, detections and ground truth alike, is
+scaled about the image centre by a factor going smoothly 1 -> 1.6 -> 1 and back every 8 s (see
+make_zoomed), so boxes grow while they drift away from the centre, then shrink back towards it. Boxes that
+leave the image are kept (the tracker is not told the image size). `--cmc` passes each sequence's camera
+motion (`<seq>/cmc.txt`, exact for the panned and zoomed copies) to `update(camera_motion=...)`.
 """
 
 from __future__ import annotations
@@ -258,6 +263,55 @@ def make_panned(seq_dir: Path, out_root: Path, amplitude: float = 250.0, period_
     return out
 
 
+ZOOM_SUFFIX = "+zoom"
+
+
+def zoom_factors(n: int, fps: float, peak: float = 1.6, period_s: float = 8.0) -> np.ndarray:
+    """Scale of frames 0..n for make_zoomed: 1 at frame 0, rising smoothly (a raised cosine) to `peak`
+    half a period later and back to 1, over and over. At the defaults the fastest relative growth is
+    pi * 0.6 / 8 s / 1.3 ~ 0.18 per second, about what walking at 1.4 m/s does to people 8 m ahead."""
+    t = np.arange(n + 1) / fps
+    return 1.0 + 0.5 * (peak - 1.0) * (1.0 - np.cos(2 * np.pi * t / period_s))
+
+
+def zoom_rows(rows: np.ndarray, scale: np.ndarray, focus: tuple[float, float]) -> np.ndarray:
+    """MOT rows (frame, id, left, top, width, height, ...) of boxes scaled by scale[frame] about the point
+    `focus` (x, y): every corner x becomes focus + scale * (x - focus), so width and height scale too."""
+    out = np.array(rows, dtype=float, copy=True)
+    s = scale[out[:, 0].astype(int)][:, None]
+    f = np.asarray(focus, dtype=float)
+    out[:, 2:4] = f + s * (out[:, 2:4] - f)
+    out[:, 4:6] *= s
+    return out
+
+
+def make_zoomed(seq_dir: Path, out_root: Path, peak: float = 1.6, period_s: float = 8.0) -> Path:
+    """A copy of a sequence as seen by a camera moving forward and back: detections and ground truth of
+    frame f scaled alike by zoom_factors(...)[f] about the image centre (the focus of expansion of a camera
+    moving straight ahead), and `cmc.txt` holding the exact frame-to-frame motion (for --cmc). A stand-in
+    for MOT17-11/13-like sequences: the dev split has no camera moving forward. Uniform scaling treats the
+    scene as one plane (a real forward motion grows near objects faster than far ones)."""
+    out = out_root / (seq_dir.name + ZOOM_SUFFIX)
+    ini = configparser.ConfigParser()
+    ini.read(seq_dir / "seqinfo.ini")
+    focus = (0.5 * float(ini["Sequence"]["imWidth"]), 0.5 * float(ini["Sequence"]["imHeight"]))
+    fps, n = read_frame_rate(seq_dir), read_length(seq_dir)
+    scale = zoom_factors(n, fps, peak, period_s)
+    for sub, name in (("gt", "gt.txt"), ("det", "det.txt")):
+        rows = np.loadtxt(seq_dir / sub / name, delimiter=",", ndmin=2)
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        np.savetxt(out / sub / name, zoom_rows(rows, scale, focus), delimiter=",", fmt="%.6g")
+    (out / "seqinfo.ini").write_text((seq_dir / "seqinfo.ini").read_text())
+    ratio = scale[2:] / scale[1:-1]  # motion into frames 2..n: x -> focus + ratio * (x - focus)
+    frames = np.arange(2, n + 1)
+    zeros = np.zeros(n - 1)
+    cmc = np.stack(
+        [frames, ratio, zeros, focus[0] * (1 - ratio), zeros, ratio, focus[1] * (1 - ratio)], axis=1
+    )
+    np.savetxt(out / "cmc.txt", cmc, delimiter=",", fmt="%.9g")
+    return out
+
+
 def _counts_task(task: tuple) -> dict:
     return sequence_counts(*task)
 
@@ -274,8 +328,9 @@ def leave_one_out(
 ) -> dict:
     """Tune on all but one sequence, score on that one, for each; plus the all-sequences choice.
 
-    A sequence named `X+pan` (see make_panned) belongs to the fold of X: held out with it, never tuned on
-    while X is held out. `jobs` > 1 tracks grid points in that many processes (same results).
+    A sequence named `X+pan` or `X+zoom` (see make_panned, make_zoomed) belongs to the fold of X: held out
+    with it, never tuned on while X is held out. `jobs` > 1 tracks grid points in that many processes
+    (same results).
     """
     base = base or {}
     names = list(seq_dirs)
@@ -519,6 +574,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also run each sequence as seen by a synthetic panning camera (SEQ+pan, same fold as SEQ)",
     )
     parser.add_argument(
+        "--zoom",
+        action="store_true",
+        help="also run each sequence as seen by a camera moving forward and back (SEQ+zoom, same fold)",
+    )
+    parser.add_argument(
         "--cmc", action="store_true", help="pass each sequence's camera motion (<seq>/cmc.txt) to the tracker"
     )
     parser.add_argument(
@@ -538,6 +598,10 @@ def main(argv: list[str] | None = None) -> int:
         pan_root = args.out / "pan"
         for name in args.seq:
             seq_dirs[name + PAN_SUFFIX] = make_panned(data_dir / name, pan_root)
+    if args.zoom:
+        zoom_root = args.out / "zoom"
+        for name in args.seq:
+            seq_dirs[name + ZOOM_SUFFIX] = make_zoomed(data_dir / name, zoom_root)
     if args.loo:
         grid = dict(args.grid) if args.grid else LOO_GRID
         log = None if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
@@ -545,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
             seq_dirs, grid, args.min_score, dict(args.set), log, args.cmc, args.jobs, args.idf1_tolerance
         )
         args.out.mkdir(parents=True, exist_ok=True)
-        saved = args.out / ("loo-pan.json" if args.pan else "loo.json")
+        saved = args.out / ("loo" + "-pan" * args.pan + "-zoom" * args.zoom + ".json")
         saved.write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2) if args.json else f"{format_loo(report)}\nJSON: {saved}")
         return 0

@@ -144,3 +144,48 @@ def test_tracker_defaults_lie_on_the_loo_grid() -> None:
     assert set(bench.LOO_GRID) == set(chosen)
     for key, value in chosen.items():
         assert getattr(defaults, key) == value and value in bench.LOO_GRID[key]
+
+
+def test_zoomed_copy_scales_detections_and_ground_truth_alike(tmp_path: Path) -> None:
+    # A tiny made-up sequence: the zoomed copy maps gt and detection rows by the same scale about the
+    # image centre, frame by frame, and cmc.txt holds that motion between consecutive frames.
+    import numpy as np
+
+    bench = _load_bench()
+    seq = tmp_path / "SEQ"
+    (seq / "gt").mkdir(parents=True)
+    (seq / "det").mkdir()
+    (seq / "seqinfo.ini").write_text(
+        "[Sequence]\nname=SEQ\nframeRate=10\nseqLength=81\nimWidth=200\nimHeight=100\n"
+    )
+    frames = np.arange(1, 82)
+    gt = np.array([[f, 7, 120.0, 30.0, 20.0, 40.0, 1, 1, 1.0] for f in frames])
+    det = np.array([[f, -1, 120.0, 30.0, 20.0, 40.0, 0.9] for f in frames])
+    np.savetxt(seq / "gt" / "gt.txt", gt, delimiter=",", fmt="%.6g")
+    np.savetxt(seq / "det" / "det.txt", det, delimiter=",", fmt="%.6g")
+
+    scale = bench.zoom_factors(81, 10.0)
+    assert scale[0] == 1.0 and scale[40] == pytest.approx(1.6) and scale[80] == pytest.approx(1.0)
+    assert scale.min() >= 1.0 and scale.max() <= 1.6 + 1e-9
+    # Scale 1 is the identity; scale 1.5 about (100, 50) maps (120, 30, 20x40) to (130, 20, 30x60).
+    rows = gt[:2].copy()
+    assert np.array_equal(bench.zoom_rows(rows, np.ones(82), (100.0, 50.0)), rows)
+    assert np.allclose(
+        bench.zoom_rows(rows, np.full(82, 1.5), (100.0, 50.0))[:, 2:6], [[130.0, 20.0, 30.0, 60.0]] * 2
+    )
+
+    out = bench.make_zoomed(seq, tmp_path / "out")
+    assert out.name == "SEQ" + bench.ZOOM_SUFFIX
+    zgt = np.loadtxt(out / "gt" / "gt.txt", delimiter=",")
+    zdet = np.loadtxt(out / "det" / "det.txt", delimiter=",")
+    assert np.allclose(zgt[:, 2:6], zdet[:, 2:6], rtol=1e-5)
+    assert np.array_equal(zgt[:, [0, 1, 6, 7, 8]], gt[:, [0, 1, 6, 7, 8]])
+    assert np.array_equal(zdet[:, 6], det[:, 6])
+    expected = bench.zoom_rows(gt, scale, (100.0, 50.0))
+    assert np.allclose(zgt[:, 2:6], expected[:, 2:6], rtol=1e-5)
+    # The camera motion into frame f maps frame f-1's box corners onto frame f's.
+    cmc = bench.read_camera_motion(out)
+    for f in (2, 20, 41, 70):
+        a = cmc[f]
+        prev = zgt[f - 2, 2:4]
+        assert np.allclose(a[:, :2] @ prev + a[:, 2], zgt[f - 1, 2:4], rtol=1e-5)
