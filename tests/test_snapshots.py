@@ -159,3 +159,19 @@ def test_a_folder_under_etc_moves_to_the_state_directory_and_says_so(tmp_path, m
         assert usable_dir(Path("/etc/edgecam/snapshots")) == tmp_path / "state" / "snapshots"
     assert "cannot write; using" in caplog.text
     assert usable_dir(tmp_path / "snaps") == tmp_path / "snaps"
+
+
+def test_half_written_snapshots_a_crash_left_are_removed(tmp_path):
+    """A process killed inside a write leaves ``.<name>.tmp``: not a snapshot, so never counted or rotated;
+    after months of power cuts they would pile up. The first look at the folder removes ours."""
+    kept = snapshot_name(1714564800, "person", 1)
+    (tmp_path / kept).write_bytes(b"x" * 10)
+    half = tmp_path / f".{snapshot_name(1714564801, 'person', 2)}.tmp"
+    half.write_bytes(b"y" * 10)
+    (tmp_path / ".notes.tmp").write_text("not ours")
+    store = SnapshotStore(tmp_path, max_files=10, max_bytes=1_000_000)
+    store.write(b"z" * 10, snapshot_name(1714564802, "person", 3))
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [".notes.tmp", kept, snapshot_name(1714564802, "person", 3)]
+    )
+    assert store.status()["files"] == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import signal
 import time
 
@@ -12,7 +13,15 @@ import pytest
 import yaml
 from test_web_attacks import A050, PASSWORD, Viewer, basic, host, request
 
-from edgecam.web.auth import MAX_FAILURES, AttemptLimiter, Authenticator, Hasher, TrustedProxies
+from edgecam.web.auth import (
+    LOCKOUT_S,
+    MAX_FAILURES,
+    PRUNE_AT,
+    AttemptLimiter,
+    Authenticator,
+    Hasher,
+    TrustedProxies,
+)
 from edgecam.web.password import write_password_file
 
 from support import App, wait_for
@@ -110,6 +119,30 @@ def test_limiter_memory_is_bounded():
     for i in range(10_000):
         limiter.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
     assert len(limiter._clients) <= 4097 + 1
+
+
+def test_many_addresses_locked_out_at_once_are_not_rescanned_per_new_address():
+    """Beyond PRUNE_AT addresses, every new one rebuilt the whole map when most of it was locked out (all
+    of it survives the pruning): O(locked) work per request, on the event loop (~2 ms at 50,000). Now the
+    map is pruned when it has doubled; once the lockouts are over, the next pruning forgets them."""
+    logging.disable(logging.WARNING)  # one lockout line per address
+    try:
+        limiter = AttemptLimiter(max_failures=1)
+        rebuilds, last = 0, limiter._clients
+        for i in range(PRUNE_AT + 2000):
+            limiter.failed(f"2001:db8::{i:x}", now=1000.0)
+            rebuilds += limiter._clients is not last
+            last = limiter._clients
+        assert len(limiter._clients) == PRUNE_AT + 2000  # every one of them is still locked out
+        assert rebuilds <= 2  # not ~2,000 passes over all of them
+        later = 1000.0 + LOCKOUT_S + 1  # their lockouts are over: forgotten at the next pruning
+        for i in range(3 * PRUNE_AT):
+            client = f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"
+            assert limiter.begin(client, now=later) == 0
+            limiter.end(client, True, now=later)
+        assert len(limiter._clients) <= PRUNE_AT + 1
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def test_hasher_runs_at_most_two_at_once():

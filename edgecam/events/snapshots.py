@@ -11,6 +11,7 @@ never raised: the pipeline keeps running, and saving resumes by itself when the 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 Payload = bytes | Callable[[], bytes]
 _NAME = re.compile(r"^\d{8}T\d{6}\.\d{3}Z_[a-z0-9_]+(?:-\d+)?\.jpg$")
+_TMP = re.compile(r"^\.\d{8}T\d{6}\.\d{3}Z_[a-z0-9_]+(?:-\d+)?\.jpg\.tmp$")  # ours, half-written
 
 
 def snapshot_name(epoch_s: float, label: str, track_id: int) -> str:
@@ -187,6 +189,9 @@ class SnapshotStore:
                 if _NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
                     stat = entry.stat()
                     found.append((stat.st_mtime_ns, entry.name, stat.st_size))
+                elif _TMP.match(entry.name):  # a write the process died in: nothing else would delete it
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
             found.sort()  # oldest first
             self._files = deque((name, size) for _, name, size in found)
             self._bytes = sum(size for _, _, size in found)

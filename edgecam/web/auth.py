@@ -42,6 +42,7 @@ Mode = Literal["none", "basic", "token"]
 TOKEN_PATHS = frozenset({"/stream.mjpg", "/snapshot.jpg"})
 MAX_FAILURES, FAILURE_WINDOW_S, LOCKOUT_S = 5, 60.0, 60.0
 MAX_HASHING = 2  # scrypt runs at once (16 MiB each)
+PRUNE_AT = 4096  # addresses remembered before the ones neither locked out nor in flight are forgotten
 _WRONG_USER = object()
 
 
@@ -121,16 +122,21 @@ class AttemptLimiter:
     ) -> None:
         self.max_failures, self.window_s, self.lockout_s = max_failures, window_s, lockout_s
         self._clients: dict[str, _Client] = {}
+        self._prune_at = PRUNE_AT
         self._lock = threading.Lock()
         self.refused = 0  # attempts answered 429 without hashing
 
     def _get(self, client: str, now: float) -> _Client:
         state = self._clients.get(client)
         if state is None:
-            if len(self._clients) > 4096:  # bounded memory under a scan from many addresses
+            if len(self._clients) > self._prune_at:  # bounded memory under a scan from many addresses
                 self._clients = {
                     c: s for c, s in self._clients.items() if s.in_flight or s.locked_until > now
                 }
+                # Thousands of addresses locked out at once (an IPv6 prefix is plenty) survive the pruning:
+                # the next one comes after the map has doubled, not at the very next new address (a pass
+                # over all of them per request, on the event loop: ~2 ms each at 50,000).
+                self._prune_at = max(PRUNE_AT, 2 * len(self._clients))
             state = self._clients[client] = _Client()
         while state.failures and state.failures[0] < now - self.window_s:
             state.failures.popleft()
