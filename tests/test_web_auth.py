@@ -14,6 +14,7 @@ import yaml
 from test_web_attacks import A050, PASSWORD, Viewer, basic, host, request
 
 from edgecam.web.auth import (
+    LOCKOUT_LOG_PER_MIN,
     LOCKOUT_S,
     MAX_FAILURES,
     PRUNE_AT,
@@ -143,6 +144,23 @@ def test_many_addresses_locked_out_at_once_are_not_rescanned_per_new_address():
         assert len(limiter._clients) <= PRUNE_AT + 1
     finally:
         logging.disable(logging.NOTSET)
+
+
+def test_a_scan_from_many_addresses_is_summed_up_in_the_log_not_listed(caplog):
+    """A lockout is one log line, up to LOCKOUT_LOG_PER_MIN a minute; 500 addresses locked out in a minute
+    are not 500 lines in the journal, and the count of the rest is told when the next minute starts."""
+    limiter = AttemptLimiter(max_failures=1)
+    with caplog.at_level(logging.WARNING, logger="edgecam.web.auth"):
+        for i in range(500):
+            limiter.failed(f"127.0.{i // 256}.{i % 256}", now=1000.0 + i * 0.1)
+        listed = [r.getMessage() for r in caplog.records]
+        assert len(listed) == LOCKOUT_LOG_PER_MIN and "from 127.0.0.0;" in listed[0]
+        limiter.failed("127.9.9.9", now=1061.0)  # the next minute
+    lines = [r.getMessage() for r in caplog.records][LOCKOUT_LOG_PER_MIN:]
+    assert lines == [
+        f"stream auth: {500 - LOCKOUT_LOG_PER_MIN} more address(es) locked out in the last minute, not listed",
+        "stream auth: 1 failed attempts from 127.9.9.9; refusing it for 60 s",
+    ]
 
 
 def test_hasher_runs_at_most_two_at_once():

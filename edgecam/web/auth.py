@@ -43,6 +43,7 @@ TOKEN_PATHS = frozenset({"/stream.mjpg", "/snapshot.jpg"})
 MAX_FAILURES, FAILURE_WINDOW_S, LOCKOUT_S = 5, 60.0, 60.0
 MAX_HASHING = 2  # scrypt runs at once (16 MiB each)
 PRUNE_AT = 4096  # addresses remembered before the ones neither locked out nor in flight are forgotten
+LOCKOUT_LOG_PER_MIN = 10  # lockout lines a minute; a scan from many addresses is summed up, not listed
 _WRONG_USER = object()
 
 
@@ -125,6 +126,9 @@ class AttemptLimiter:
         self._prune_at = PRUNE_AT
         self._lock = threading.Lock()
         self.refused = 0  # attempts answered 429 without hashing
+        self._log_minute = -1.0  # start of the minute the lockout lines are counted in
+        self._logged = 0
+        self._unlogged = 0  # lockouts not logged one by one in the last minute
 
     def _get(self, client: str, now: float) -> _Client:
         state = self._clients.get(client)
@@ -186,10 +190,25 @@ class AttemptLimiter:
             if len(state.failures) >= self.max_failures and state.locked_until <= now:
                 state.locked_until = now + self.lockout_s
                 state.failures.clear()
+                self._log_lockout(client, now)
+
+    def _log_lockout(self, client: str, now: float) -> None:
+        """One line per lockout, up to LOCKOUT_LOG_PER_MIN a minute; past that, one line with the count."""
+        if now - self._log_minute >= 60.0:
+            if self._unlogged:
                 log.warning(
-                    "stream auth: %d failed attempts from %s; refusing it for %.0f s",
-                    self.max_failures, client, self.lockout_s,
-                )  # fmt: skip
+                    "stream auth: %d more address(es) locked out in the last minute, not listed",
+                    self._unlogged,
+                )
+            self._log_minute, self._logged, self._unlogged = now, 0, 0
+        if self._logged >= LOCKOUT_LOG_PER_MIN:
+            self._unlogged += 1
+            return
+        self._logged += 1
+        log.warning(
+            "stream auth: %d failed attempts from %s; refusing it for %.0f s",
+            self.max_failures, client, self.lockout_s,
+        )  # fmt: skip
 
     def succeeded(self, client: str) -> None:
         with self._lock:
