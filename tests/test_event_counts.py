@@ -77,3 +77,54 @@ def test_counts_stay_consistent_while_classes_change_on_another_thread():
     assert not errors and hub.errors == 0
     hub.set_classes(["car"])
     assert hub.counts == {"car": 100}  # the 200 still alive: half are cars; persons no longer count
+
+
+class _FailingLadder:
+    """A model ladder whose every observation fails (a fault injected after the tracker's step)."""
+
+    def __init__(self, detector, fail: bool) -> None:
+        self.detector, self.fail = detector, fail
+
+    def current(self):
+        return self.detector
+
+    def observe(self, busy_ms, cpu_ms=None, runnable_ms=None) -> None:
+        if self.fail:
+            raise RuntimeError("ladder broke")
+
+    def invoke_failed(self, exc) -> None:
+        pass
+
+
+def test_a_failure_after_the_tracker_step_loses_no_track_event(model_dir, media_dir, cv2):
+    """The tracker hands its events over once: they reach the output side before anything else can fail."""
+    from edgecam.app.pipeline import detection_filter
+    from edgecam.config import Config
+    from edgecam.detect import load_detector
+    from edgecam.infer.stage import InferenceThread
+    from edgecam.track import make_tracker
+
+    config = Config()
+    detector = load_detector("ssdlite_mobilenet_v2_a050_coco", model_dir, threads=1)
+    capture = cv2.VideoCapture(str(media_dir / "vtest.avi"))
+    images = [capture.read()[1] for _ in range(120)]
+    capture.release()
+    seen: dict[bool, list[tuple[str, int]]] = {}
+    for fail in (False, True):
+        events: list[tuple[str, int]] = []
+        stage = InferenceThread(
+            None, _FailingLadder(detector, fail), make_tracker(10.0, **config.tracker_settings()),
+            lambda output: None, detection_filter(config), config.tracker.low_score, config.tracker.high_score,
+        )  # fmt: skip
+        stage.on_output = lambda output, track_events, into=events: into.extend(
+            (e.kind, e.track_id) for e in track_events
+        )
+        for i, image in enumerate(images):
+            frame = Frame(image, 100.0 + i / 10, i + 1)
+            try:
+                stage._process(frame, detector)
+            except RuntimeError:
+                assert fail
+        seen[fail] = events
+    assert seen[True] == seen[False]
+    assert {kind for kind, _ in seen[False]} == {"track_started", "track_ended"}

@@ -174,13 +174,15 @@ class InferenceThread(threading.Thread):
             track.label = detector.label(track.class_id)
         self._held = tracks
         busy_ms = (time.perf_counter() - start) * 1e3
+        self.detected += 1
+        self.detect_rate.tick()
+        # Out first: the track events the tracker just handed over exist nowhere else (a lost track_ended
+        # would leave its object counted and its event open for good).
+        self._output(frame, detector, detections, tracks, events, busy_ms)
         self.busy_ms.add(busy_ms)
         timing = detector.last_timing
         self.invoke_ms.add(timing.invoke_ms)
         self.switcher.observe(busy_ms, timing.invoke_cpu_ms, timing.invoke_runnable_ms)
-        self.detected += 1
-        self.detect_rate.tick()
-        self._output(frame, detector, detections, tracks, events, busy_ms)
 
     def _skip(self, frame: Frame, detector: Detector) -> None:
         """Nothing moves: no detector, no tracker; the frame carries the tracks as held."""
