@@ -79,3 +79,38 @@ def test_contention_is_at_least_one_and_safe_without_cpu_time():
     assert contention(9.0, 10.0) == 1.0  # rounding between two clocks never reads as "less than none"
     assert contention(25.0, 10.0) == 2.5
     assert contention(5.0, 0.0) == 1.0
+
+
+def test_the_detector_reads_the_clock_around_one_invoke_in_contention_every_s(monkeypatch, model_dir):
+    """Each reading lets go of the GIL; at hundreds of frames a second one measured invoke in 50 ms is
+    enough, and the frames in between carry that measurement."""
+    import numpy as np
+
+    from edgecam.detect import detector as detector_module
+    from edgecam.detect import load_detector
+
+    reads: list[float] = []
+
+    class Counting(ThreadClock):
+        def read(self):
+            reads.append(time.perf_counter())
+            return super().read()
+
+    monkeypatch.setattr(detector_module, "THREAD_CLOCK", Counting())
+    detector = load_detector("ssdlite_mobilenet_v2_a050_coco", model_dir, threads=1)
+    blank = np.zeros((*detector.input_size[::-1], 3), np.uint8)
+    detector.detect(blank)
+    first = detector.last_timing
+    assert len(reads) == 2  # around the first invoke
+    start = time.perf_counter()
+    while time.perf_counter() - start < detector_module.CONTENTION_EVERY_S * 0.2:
+        detector.detect(blank)
+        timing = detector.last_timing
+        assert (timing.invoke_cpu_ms, timing.invoke_runnable_ms) == (
+            first.invoke_cpu_ms,
+            first.invoke_runnable_ms,
+        )
+    assert len(reads) == 2
+    time.sleep(detector_module.CONTENTION_EVERY_S)
+    detector.detect(blank)
+    assert len(reads) == 4  # measured again
