@@ -476,6 +476,39 @@ def test_buffered_iou_matches_plain_iou_without_buffer_and_grows_with_it() -> No
     assert buffered_iou(one, np.array([0.1]), other)[0, 0] == pytest.approx(19 / 77)
 
 
+def test_iou_kernels_match_the_plain_formula_pair_by_pair() -> None:
+    """iou_matrix and buffered_iou are written as few in-place array operations (for speed); check them
+    against the textbook formula, one pair at a time, on random overlapping boxes, a buffer per track
+    included, and on empty inputs."""
+    from edgecam.track.association import buffered_iou, iou_matrix
+
+    def plain(p: np.ndarray, q: np.ndarray) -> float:  # x1, y1, x2, y2
+        iw = max(0.0, min(p[2], q[2]) - max(p[0], q[0]))
+        ih = max(0.0, min(p[3], q[3]) - max(p[1], q[1]))
+        union = (p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - iw * ih
+        return iw * ih / union
+
+    def widened(c: np.ndarray, buf: float) -> np.ndarray:  # cx, cy, w, h -> widened x1, y1, x2, y2
+        half = c[2:4] * (1.0 + 2.0 * buf) / 2
+        return np.concatenate([c[0:2] - half, c[0:2] + half])
+
+    rng = np.random.default_rng(7)
+    for n, m in ((7, 9), (1, 5), (4, 1)):
+        a = np.concatenate([rng.uniform(0, 150, (n, 2)), rng.uniform(5, 80, (n, 2))], axis=1)
+        b = np.concatenate([rng.uniform(0, 150, (m, 2)), rng.uniform(5, 80, (m, 2))], axis=1)
+        a_xyxy, b_xyxy = (np.array([widened(c, 0.0) for c in x]) for x in (a, b))
+        want = [[plain(p, q) for q in b_xyxy] for p in a_xyxy]
+        np.testing.assert_allclose(iou_matrix(a_xyxy, b_xyxy), want, rtol=1e-12, atol=1e-12)
+        for buf in (0.0, 0.15, rng.uniform(0, 0.3, n)):
+            per_track = np.broadcast_to(buf, (n,))
+            want = [
+                [plain(widened(p, k), widened(q, k)) for q in b] for p, k in zip(a, per_track, strict=True)
+            ]
+            np.testing.assert_allclose(buffered_iou(a, buf, b), want, rtol=1e-12, atol=1e-12)
+    assert iou_matrix(np.zeros((0, 4)), np.zeros((3, 4))).shape == (0, 3)
+    assert buffered_iou(np.zeros((2, 4)) + 1.0, 0.1, np.zeros((0, 4))).shape == (2, 0)
+
+
 def test_confirmation_needs_min_hits_and_new_track_score() -> None:
     s = TrackerSettings()
     assert (s.min_hits, s.new_track_score) == (3, 0.8)

@@ -10,15 +10,20 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU between boxes a (N, 4) and b (M, 4), both x1, y1, x2, y2; returns (N, M)."""
     if a.shape[0] == 0 or b.shape[0] == 0:
         return np.zeros((a.shape[0], b.shape[0]))
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    # At a few dozen boxes each (N, M) operation costs mostly call overhead, so they are kept few and done
+    # in place where possible (np.maximum(x, 0) is what np.clip(x, 0, None) runs, without its wrapper).
+    iw = np.minimum(a[:, None, 2], b[None, :, 2])
+    iw -= np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3])
+    ih -= np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.maximum(iw, 0.0, out=iw)
+    inter *= np.maximum(ih, 0.0, out=ih)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return inter / np.maximum(union, 1e-9)
+    union = area_a[:, None] + area_b[None, :]
+    union -= inter
+    inter /= np.maximum(union, 1e-9, out=union)
+    return inter
 
 
 def assign(
@@ -34,6 +39,8 @@ def assign(
     if score.size == 0:
         return empty, empty
     ok = (score if gate is None else gate) >= min_score
+    if not ok.any():  # nothing admissible: skip the solver (its answer would be dropped whole)
+        return empty, empty
     rows, cols = linear_sum_assignment(np.where(ok, score, 0.0), maximize=True)
     keep = ok[rows, cols]
     return rows[keep], cols[keep]
@@ -65,18 +72,24 @@ def direction_cost(
     return cost
 
 
-def buffered_iou(a: np.ndarray, buffer: np.ndarray, b: np.ndarray) -> np.ndarray:
+def buffered_iou(a: np.ndarray, buffer: np.ndarray | float, b: np.ndarray) -> np.ndarray:
     """IoU between boxes a (N, 4) and b (M, 4), both cx, cy, w, h, after both boxes of pair (i, j) are
     widened by buffer[i] times their own width and height on every side (C-BIoU's buffered IoU)."""
-    grow = 1.0 + 2.0 * np.reshape(buffer, (-1, 1))
-    aw, ah = a[:, None, 2] * grow, a[:, None, 3] * grow
-    bw, bh = b[None, :, 2] * grow, b[None, :, 3] * grow
-    ix = np.minimum(a[:, None, 0] + aw / 2, b[None, :, 0] + bw / 2) - np.maximum(
-        a[:, None, 0] - aw / 2, b[None, :, 0] - bw / 2
-    )
-    iy = np.minimum(a[:, None, 1] + ah / 2, b[None, :, 1] + bh / 2) - np.maximum(
-        a[:, None, 1] - ah / 2, b[None, :, 1] - bh / 2
-    )
-    inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
-    union = aw * ah + bw * bh - inter
-    return inter / np.maximum(union, 1e-9)
+    grow = 1.0 + 2.0 * np.reshape(buffer, (-1, 1, 1))
+    # Widened sizes and edges, (x, y) in the last axis: (N, 1, 2) for a; (1, M, 2) for b, or (N, M, 2)
+    # with a buffer per track. Then, as in iou_matrix, few (N, M) operations, in place.
+    a_size = a[:, None, 2:4] * grow
+    b_size = b[None, :, 2:4] * grow
+    a_half, b_half = a_size / 2, b_size / 2
+    a_lo, a_hi = a[:, None, 0:2] - a_half, a[:, None, 0:2] + a_half
+    b_lo, b_hi = b[None, :, 0:2] - b_half, b[None, :, 0:2] + b_half
+    iw = np.minimum(a_hi[..., 0], b_hi[..., 0])
+    iw -= np.maximum(a_lo[..., 0], b_lo[..., 0])
+    ih = np.minimum(a_hi[..., 1], b_hi[..., 1])
+    ih -= np.maximum(a_lo[..., 1], b_lo[..., 1])
+    inter = np.maximum(iw, 0.0, out=iw)
+    inter *= np.maximum(ih, 0.0, out=ih)
+    union = a_size[..., 0] * a_size[..., 1] + b_size[..., 0] * b_size[..., 1]
+    union -= inter
+    inter /= np.maximum(union, 1e-9, out=union)
+    return inter

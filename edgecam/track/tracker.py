@@ -27,6 +27,7 @@ vectorised numpy operations whatever the number of tracks, and removing tracks i
 from __future__ import annotations
 
 import math
+from itertools import repeat
 
 import numpy as np
 
@@ -64,6 +65,29 @@ HIST = slice(56, 56 + 3 * HIST_LEN)
 SCENE_V = slice(56 + 3 * HIST_LEN, 58 + 3 * HIST_LEN)  # the scene's velocity when the track was last matched
 N_COLS = 58 + 3 * HIST_LEN
 _CENTRES = np.array([0, 1, 20, 21, 40, 41])  # filter, saved filter and last observation: cx, cy
+_XY3 = np.array([0, 1, 0, 1, 0, 1])  # an (x, y) shift repeated for the three centres of _CENTRES
+_REPORT_INTS = np.array([ID, CLS, FIRST_FRAME, HITS])  # columns _report hands out as ints
+_REPORT_FLOATS = np.array([SCORE, FIRST_SEEN, LAST_SEEN])
+
+# The tracker works on a few dozen rows, where numpy's per-call overhead is most of the cost: the helpers
+# below do what np.flatnonzero, np.delete and np.ix_ indexing do, with a fraction of their overhead.
+
+
+def _where(mask: np.ndarray) -> np.ndarray:
+    """Indices of the true entries of a 1-D mask (np.flatnonzero)."""
+    return mask.nonzero()[0]
+
+
+def _without(idx: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """idx without the entries at positions pos, in order (np.delete(idx, pos))."""
+    keep = np.ones(idx.size, dtype=bool)
+    keep[pos] = False
+    return idx[keep]
+
+
+def _block(sim: np.ndarray, t_idx: np.ndarray, d_idx: np.ndarray) -> np.ndarray:
+    """sim[np.ix_(t_idx, d_idx)]: the rows t_idx and columns d_idx."""
+    return sim.take(t_idx, axis=0).take(d_idx, axis=1)
 
 
 def _match(
@@ -73,7 +97,7 @@ def _match(
     if t_idx.size == 0 or d_idx.size == 0:
         empty = np.empty(0, dtype=np.intp)
         return empty, empty
-    return assign(sim[np.ix_(t_idx, d_idx)], min_iou)
+    return assign(_block(sim, t_idx, d_idx), min_iou)
 
 
 def _median_rows(x: np.ndarray) -> np.ndarray:
@@ -184,8 +208,8 @@ class Tracker:
         t = self._t
 
         high = scores >= s.high_score
-        hi_idx = np.flatnonzero(high)
-        lo_idx = np.flatnonzero(~high)
+        hi_idx = _where(high)
+        lo_idx = _where(~high)
         state = t[:, STATE]
         # One IoU matrix for the predicted boxes (buffered IoU if match_buffer > 0), used by stages 1 to 3;
         # pairs of different classes, or whose heights differ by more than max_height_ratio, never match.
@@ -194,10 +218,11 @@ class Tracker:
             sim = buffered_iou(t[:, 0:4], s.match_buffer, det)
         else:
             sim = iou_matrix(kalman.cxcywh_to_xyxy(t[:, 0:4]), boxes)
+        # (np.putmask: a fraction of the cost of sim[mask] = 0.0 at this size.)
         if s.max_height_ratio > 0 and sim.size:
-            sim[_height_mismatch(t[:, 3], det[:, 3], s.max_height_ratio)] = 0.0
+            np.putmask(sim, _height_mismatch(t[:, 3], det[:, 3], s.max_height_ratio), 0.0)
         if s.class_aware and sim.size:
-            sim[t[:, CLS, None] != cls[None, :]] = 0.0
+            np.putmask(sim, t[:, CLS, None] != cls[None, :], 0.0)
 
         match_t: list[np.ndarray] = []
         match_d: list[np.ndarray] = []
@@ -206,9 +231,9 @@ class Tracker:
         # last observation will do for keeping DIR current).
         origin = self._origins() if s.direction_weight > 0 else t[:, 40:42]
         # Stage 1: confident detections against confirmed and lost tracks, by IoU plus direction consistency.
-        t_idx = np.flatnonzero(state != TENTATIVE)
+        t_idx = _where(state != TENTATIVE)
         if s.direction_weight > 0 and t_idx.size and hi_idx.size:
-            iou = sim[np.ix_(t_idx, hi_idx)]
+            iou = _block(sim, t_idx, hi_idx)
             centres = (boxes[hi_idx, 0:2] + boxes[hi_idx, 2:4]) * 0.5
             cost = direction_cost(
                 t[t_idx, DIR], t[t_idx, DIR_CONF], origin[t_idx], centres, DIRECTION_NOISE * t[t_idx, 3]
@@ -220,10 +245,10 @@ class Tracker:
             rows, cols = _match(sim, t_idx, hi_idx, s.match_iou)
         match_t.append(t_idx[rows])
         match_d.append(hi_idx[cols])
-        hi_left = np.delete(hi_idx, cols)
+        hi_left = _without(hi_idx, cols)
         matched[t_idx[rows]] = True
         # Stage 2: low-score detections against confirmed tracks still unmatched (not lost ones).
-        t_idx = np.flatnonzero((state == CONFIRMED) & ~matched)
+        t_idx = _where((state == CONFIRMED) & ~matched)
         rows, cols = _match(sim, t_idx, lo_idx, s.low_match_iou)
         match_t.append(t_idx[rows])
         match_d.append(lo_idx[cols])
@@ -232,30 +257,32 @@ class Tracker:
             # Stage 2b (OC-SORT's observation-centric recovery): confident detections left over against
             # the last observed box of unmatched tracks, for objects whose predicted motion went astray. That
             # box may be stale (up to max_age_s), so it takes a stricter overlap than the prediction.
-            t_idx = np.flatnonzero((state != TENTATIVE) & ~matched)
+            t_idx = _where((state != TENTATIVE) & ~matched)
             if t_idx.size:
                 sim_obs = iou_matrix(kalman.cxcywh_to_xyxy(t[t_idx, OBS]), boxes[hi_left])
                 if s.class_aware:
-                    sim_obs[t[t_idx, CLS, None] != cls[None, hi_left]] = 0.0
+                    np.putmask(sim_obs, t[t_idx, CLS, None] != cls[None, hi_left], 0.0)
                 if s.max_height_ratio > 0:
-                    sim_obs[_height_mismatch(t[t_idx, 43], det[hi_left, 3], s.max_height_ratio)] = 0.0
+                    np.putmask(
+                        sim_obs, _height_mismatch(t[t_idx, 43], det[hi_left, 3], s.max_height_ratio), 0.0
+                    )
                 rows, cols = assign(sim_obs, s.recovery_iou)
                 match_t.append(t_idx[rows])
                 match_d.append(hi_left[cols])
-                hi_left = np.delete(hi_left, cols)
+                hi_left = _without(hi_left, cols)
         # Stage 3: remaining confident detections against tentative tracks.
-        t_idx = np.flatnonzero(state == TENTATIVE)
+        t_idx = _where(state == TENTATIVE)
         rows, cols = _match(sim, t_idx, hi_left, s.match_iou)
         match_t.append(t_idx[rows])
         match_d.append(hi_left[cols])
-        new_idx = np.delete(hi_left, cols)
+        new_idx = _without(hi_left, cols)
 
         ti = np.concatenate(match_t)
         di = np.concatenate(match_d)
         if s.scene_motion:  # this frame's scene acceleration, if _apply_matches measures one
             self._scene_a_prev, self._scene_a = self._scene_a, np.zeros(2)
         if ti.size:
-            self._apply_matches(ti, kalman.xyxy_to_cxcywh(boxes[di]), scores[di], cls[di], now, origin[ti])
+            self._apply_matches(ti, det[di], scores[di], cls[di], now, origin[ti])
         matched = np.zeros(len(self), dtype=bool)
         matched[ti] = True
         if s.scene_motion:
@@ -263,7 +290,7 @@ class Tracker:
         self._age_out(matched, now)
         new_idx = new_idx[scores[new_idx] >= s.new_track_score]
         if new_idx.size:
-            self._start_tracks(kalman.xyxy_to_cxcywh(boxes[new_idx]), scores[new_idx], cls[new_idx], now)
+            self._start_tracks(det[new_idx], scores[new_idx], cls[new_idx], now)
         return self._report()
 
     # ------------------------------------------------------------------ steps
@@ -342,12 +369,12 @@ class Tracker:
         if self._scene_changed < 0:
             return  # the scene has never moved: nothing to catch up with
         # Tracks unseen last frame and last matched before the scene's velocity last changed.
-        gone = np.flatnonzero(t[:, LAST_FRAME] < min(self._frame - 1, self._scene_changed))
+        gone = _where(t[:, LAST_FRAME] < min(self._frame - 1, self._scene_changed))
         if gone.size == 0:
             return
         shift = dt * (self._scene_v - t[gone, SCENE_V])
         # The filter's centre, its saved copy and the last observation (the re-update's start).
-        t[np.ix_(gone, _CENTRES)] += np.tile(shift, 3)
+        t[gone[:, None], _CENTRES] += shift[:, _XY3]
         if self.settings.direction_weight > 0:  # the observation history only serves the direction term
             hist = t[gone, HIST].reshape(gone.size, HIST_LEN, 3)
             hist[:, :, 1:3] += shift[:, None, :]
@@ -357,7 +384,7 @@ class Tracker:
         """Update the scene's velocity from the matched rows' velocity before (rows) and after (mean) this
         frame's correction, counting the acceleration fed in by `_follow_scene` as part of the change.
         Sets this frame's scene acceleration (left at zero when there is no clear common change)."""
-        steady = np.flatnonzero(
+        steady = _where(
             (rows[:, LAST_FRAME] == self._frame - 1)
             & (rows[:, HITS] >= SCENE_MIN_HITS)
             & (rows[:, STATE] == CONFIRMED)
@@ -368,8 +395,13 @@ class Tracker:
         dv = (mean[:, 4:6] - rows[:, 4:6])[steady] + self._scene_ff
         med = _median_rows(dv)
         spread = 1.4826 * _median_rows(np.abs(dv - med))
-        change = np.where(np.abs(med) > SCENE_Z * spread / math.sqrt(n), med, 0.0)
-        if change.any():
+        # Python floats for the two axes: cheaper than numpy for two numbers (the same arithmetic).
+        cx, cy = (
+            m if abs(m) > SCENE_Z * sd / math.sqrt(n) else 0.0
+            for m, sd in zip(med.tolist(), spread.tolist(), strict=True)
+        )
+        if cx or cy:
+            change = np.array([cx, cy])
             self._scene_v += change
             self._scene_changed = self._frame
             self._scene_a = change / max(self._dt, 1e-6)
@@ -407,7 +439,7 @@ class Tracker:
         rows[:, COV] = cov.reshape(m, 12)
         # Tracks coming back after missed frames: re-run the filter along a virtual straight path.
         gap = self._frame - rows[:, LAST_FRAME]
-        for k in np.flatnonzero(gap > 1).tolist():
+        for k in _where(gap > 1).tolist():
             r = rows[k]
             mean_k, cov_k = kalman.reupdate_line(
                 r[SAVED][:8],
@@ -437,7 +469,7 @@ class Tracker:
         confirm = (state == TENTATIVE) & (rows[:, HITS] >= self.settings.min_hits)
         state[state == LOST] = CONFIRMED
         if confirm.any():
-            self._confirm(rows, np.flatnonzero(confirm), now)
+            self._confirm(rows, _where(confirm), now)
         self._t[ti] = rows
 
     def _remember(self, rows: np.ndarray, z: np.ndarray) -> None:
@@ -464,10 +496,11 @@ class Tracker:
         unmatched = ~matched
         # A tentative track must be matched in consecutive frames.
         drop = unmatched & (state == TENTATIVE)
+        unseen_s = now - t[:, LAST_SEEN]
         if s.max_age_frames > 0:
             expired = self._frame - t[:, LAST_FRAME] > s.max_age_frames
         else:
-            expired = now - t[:, LAST_SEEN] > s.max_age_s + _EPS_T
+            expired = unseen_s > s.max_age_s + _EPS_T
         ended = unmatched & (state != TENTATIVE) & expired
         if ended.any():
             gone = t[ended]
@@ -477,7 +510,7 @@ class Tracker:
                 self._events.append(
                     TrackEvent("track_ended", int(r[ID]), int(r[CLS]), r[SCORE], tuple(box), now, duration)
                 )
-        coasting_over = now - t[:, LAST_SEEN] > s.coast_s + _EPS_T
+        coasting_over = unseen_s > s.coast_s + _EPS_T
         state[unmatched & (state == CONFIRMED) & coasting_over] = LOST
         drop |= ended
         if drop.any():
@@ -506,28 +539,27 @@ class Tracker:
     def _report(self) -> list[Track]:
         t = self._t
         rows = t[t[:, STATE] == CONFIRMED]
-        n = rows.shape[0]
-        if n == 0:
+        if rows.shape[0] == 0:
             return []
-        # Everything a Track needs in one array, converted to Python floats in one call.
-        out = np.empty((n, 13))
-        out[:, 0:4] = kalman.cxcywh_to_xyxy(rows[:, 0:4])
-        out[:, 4:6] = rows[:, 4:6] * self.frame_rate
-        out[:, 6:13] = rows[:, [ID, CLS, SCORE, FIRST_FRAME, HITS, FIRST_SEEN, LAST_SEEN]]
-        frame = self._frame + 1
-        state = TrackState.CONFIRMED
-        return [
-            Track(
-                int(r[6]),
-                (r[0], r[1], r[2], r[3]),
-                int(r[7]),
-                r[8],
-                state,
-                (r[4], r[5]),
-                frame - int(r[9]),
-                int(r[10]),
-                r[11],
-                r[12],
+        # Column by column into Python lists (one tolist each), then Track built by map over them: no
+        # per-track indexing or int() in Python, which cost more than the Track itself.
+        x1, y1, x2, y2 = kalman.cxcywh_to_xyxy(rows[:, 0:4]).T.tolist()
+        vx, vy = (rows[:, 4:6] * self.frame_rate).T.tolist()
+        ids, classes, first_frame, hits = rows.take(_REPORT_INTS, axis=1).T.astype(np.int64)
+        ages = (self._frame + 1 - first_frame).tolist()
+        scores, first_seen, last_seen = rows.take(_REPORT_FLOATS, axis=1).T.tolist()
+        return list(
+            map(
+                Track,
+                ids.tolist(),
+                zip(x1, y1, x2, y2, strict=True),
+                classes.tolist(),
+                scores,
+                repeat(TrackState.CONFIRMED),
+                zip(vx, vy, strict=True),
+                ages,
+                hits.tolist(),
+                first_seen,
+                last_seen,
             )
-            for r in out.tolist()
-        ]
+        )
