@@ -148,6 +148,26 @@ def test_yuv_planes_are_the_decoders_own_and_padded_rows_convert_alike(media_dir
         Yuv420(yuv.y, yuv.u, yuv.v[:-2])
 
 
+def test_kept_yuv_frames_stay_intact_while_decoding_goes_on(media_dir):
+    """A frame held by the slot, the encoder or the recorder keeps FFmpeg's buffer: decoding on (with frame
+    threads too) and closing the file never write over it."""
+    pytest.importorskip("av")
+    import zlib
+
+    from edgecam.capture.avdecode import AvFileDecoder
+
+    for threads in (1, 3):
+        decoder = AvFileDecoder(str(media_dir / "crowd_overhead_720p.avi"), threads=threads)
+        kept = []
+        for _ in range(12):
+            picture = decoder.read()
+            kept.append((picture, zlib.crc32(picture.i420().tobytes())))
+        for _ in range(150):
+            assert decoder.read() is not None
+        decoder.close()
+        assert [zlib.crc32(p.i420().tobytes()) for p, _ in kept] == [crc for _, crc in kept], threads
+
+
 def test_yuv_picture_converted_from_two_threads_is_one_picture(media_dir):
     pytest.importorskip("av")
     import threading
