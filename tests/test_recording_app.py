@@ -97,6 +97,11 @@ def test_events_and_clips_over_the_api(tmp_path, model_dir, media_dir, needs_ffp
         assert events(app, "?limit=1&offset=0")["events"][0]["id"] >= event["id"]  # newest first
         assert get(app.base + "/api/events?since=yesterday")[0] == 400
         assert get(app.base + "/api/events?limit=-1")[0] == 400
+        # Numbers past SQLite's integers were a 500 and a traceback in the log: a 400 saying what is wrong.
+        status, _, body = get(app.base + "/api/events?offset=" + "9" * 30)
+        assert status == 400 and b"offset: must be at most" in body
+        assert events(app, "?limit=" + "9" * 30)["total"] >= 1  # a huge limit is clamped, as 5000 is
+        assert events(app, "?since=nan")["total"] == 0 and events(app, "?until=1e999")["total"] >= 1
         assert get(app.base + "/clips/999999.mp4")[0] == 404
 
         # status names the store and the recorder

@@ -19,6 +19,7 @@ from aiohttp import web
 from edgecam.events.store import EventStore
 
 MAX_LIMIT = 1000
+MAX_OFFSET = 10**12  # past every event a box will hold; SQLite's integers end at 2**63 (larger ones raised)
 PREFIXES = ("/api/events", "/clips/", "/snapshots/")
 _EVENT = re.compile(r"^/api/events/(\d{1,12})$")
 _MEDIA = re.compile(r"^/(clips|snapshots)/(\d{1,12})\.(mp4|jpg)$")
@@ -55,13 +56,15 @@ def _time(value: str, name: str) -> float:
     return moment.timestamp()
 
 
-def _int(value: str, name: str, lo: int) -> int:
+def _int(value: str, name: str, lo: int, hi: int | None = None) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise BadQuery(f"{name}: must be a whole number (got {value!r})") from None
+        raise BadQuery(f"{name}: must be a whole number (got {value[:40]!r})") from None
     if number < lo:
         raise BadQuery(f"{name}: must be at least {lo} (got {number})")
+    if hi is not None and number > hi:
+        raise BadQuery(f"{name}: must be at most {hi}")
     return number
 
 
@@ -77,7 +80,7 @@ def parse_query(query: Any) -> dict[str, Any]:
         "since": _time(query["since"], "since") if query.get("since") else None,
         "until": _time(query["until"], "until") if query.get("until") else None,
         "limit": min(MAX_LIMIT, _int(query["limit"], "limit", 0)) if query.get("limit") else 100,
-        "offset": _int(query["offset"], "offset", 0) if query.get("offset") else 0,
+        "offset": _int(query["offset"], "offset", 0, MAX_OFFSET) if query.get("offset") else 0,
     }
     return args
 
