@@ -210,7 +210,9 @@ if [ -r /etc/os-release ]; then
     # shellcheck disable=SC1091
     OS_NAME=$(. /etc/os-release && echo "${PRETTY_NAME:-}")
 fi
-if [ -f /etc/rpi-issue ] || grep -rqs 'archive.raspberrypi' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+# Raspberry Pi OS: its issue file, or its archive keyring package (apt sources are not read for the host).
+if [ -f /etc/rpi-issue ] \
+    || dpkg-query -W -f='${Status}' raspberrypi-archive-keyring 2>/dev/null | grep -q 'install ok installed'; then
     IS_RPI_OS=1
 fi
 

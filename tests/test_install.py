@@ -284,7 +284,7 @@ def test_embedded_model_is_committed():
 def test_no_package_registry_host_is_named():
     """pip, apt and debootstrap use their own configured index or mirror; nothing here names one."""
     hosts = re.compile(
-        r"pypi\.org|pythonhosted|deb\.debian\.org|ftp\.debian|archive\.raspberrypi\.(org|com)/debian|"
+        r"pypi\.org|pythonhosted|deb\.debian\.org|ftp\.debian|archive\.raspberrypi|"
         r"security\.debian|registry\.npmjs|npmjs\.(org|com)|piwheels"
     )  # fmt: skip
     for path in (
