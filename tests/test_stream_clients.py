@@ -1,0 +1,155 @@
+"""Clients nobody here wrote, reading the box's MJPEG stream the way users point them at it: ffmpeg (what
+Frigate, go2rtc and most NVR software run underneath), OpenCV's VideoCapture (a script on another machine),
+each with the token in the URL and with Basic auth; and, when Debian's nginx is installed, the box behind an
+nginx reverse proxy that streams without buffering, with the client's address passed on."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+import textwrap
+
+import numpy as np
+import pytest
+from test_web_attacks import basic, request
+
+from edgecam.web.password import write_password_file
+
+from support import App, free_port, get, wait_for
+
+A050 = "ssdlite_mobilenet_v2_a050_coco"
+PASSWORD = "correct horse battery"
+WIDTH, HEIGHT = 320, 240  # stream.width 320 on vtest.avi's 768x576
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory, model_dir, media_dir):
+    tmp_path = tmp_path_factory.mktemp("stream-clients")
+    write_password_file(tmp_path / "auth", PASSWORD)
+    app = App(
+        tmp_path, model_dir,
+        {"camera": {"source": str(media_dir / "vtest.avi")}, "detector": {"threads": 1},
+         "stream": {"auth": "token", "password_file": str(tmp_path / "auth"), "trusted_proxies": ["127.0.0.1"],
+                    "width": WIDTH}},
+        "--model", A050, auth=basic("edgecam", PASSWORD),
+    )  # fmt: skip
+    yield app
+    app.stop()
+
+
+def _ffmpeg_frames(url: str, frames: int = 10) -> np.ndarray:
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("ffmpeg not installed (./dev test installs it as root)")
+    out = subprocess.run(
+        [ffmpeg, "-v", "error", "-nostdin", "-f", "mjpeg", "-i", url, "-frames:v", str(frames),
+         "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr.decode(errors="replace")[-500:]
+    return np.frombuffer(out.stdout, np.uint8).reshape(-1, HEIGHT, WIDTH)
+
+
+def _moving(frames: np.ndarray) -> bool:
+    return any((a != b).any() for a, b in itertools.pairwise(frames))
+
+
+def test_ffmpeg_reads_the_stream_with_the_token_and_with_basic_auth(box):
+    host = box.base.removeprefix("http://")
+    for url in (
+        f"{box.base}/stream.mjpg?token={PASSWORD.replace(' ', '%20')}",
+        f"http://edgecam:{PASSWORD.replace(' ', '%20')}@{host}/stream.mjpg",
+    ):
+        frames = _ffmpeg_frames(url)
+        assert frames.shape == (10, HEIGHT, WIDTH) and _moving(frames), url
+    ffmpeg = shutil.which("ffmpeg")
+    refused = subprocess.run(
+        [ffmpeg, "-v", "error", "-nostdin", "-i", f"{box.base}/stream.mjpg?token=wrong", "-frames:v", "1",
+         "-f", "null", "-"],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and b"401" in refused.stderr
+
+
+def test_opencv_videocapture_reads_the_stream(box, cv2):
+    capture = cv2.VideoCapture(f"{box.base}/stream.mjpg?token={PASSWORD.replace(' ', '%20')}", cv2.CAP_FFMPEG)
+    try:
+        assert capture.isOpened()
+        images = [capture.read()[1] for _ in range(10)]
+    finally:
+        capture.release()
+    assert all(image is not None and image.shape == (HEIGHT, WIDTH, 3) for image in images)
+    assert any((a != b).any() for a, b in itertools.pairwise(images))
+
+
+NGINX_CONF = textwrap.dedent(
+    """
+    daemon off;
+    pid {tmp}/nginx.pid;
+    error_log {tmp}/error.log warn;
+    events {{ worker_connections 64; }}
+    http {{
+        access_log {tmp}/access.log;
+        client_body_temp_path {tmp}/body;
+        proxy_temp_path {tmp}/proxy;
+        fastcgi_temp_path {tmp}/fastcgi;
+        uwsgi_temp_path {tmp}/uwsgi;
+        scgi_temp_path {tmp}/scgi;
+        server {{
+            listen 127.0.0.1:{port};
+            location / {{
+                proxy_pass http://127.0.0.1:{upstream};
+                proxy_http_version 1.1;
+                proxy_buffering off;
+                proxy_set_header Host $host;
+                proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            }}
+        }}
+    }}
+    """
+)
+
+
+@pytest.fixture
+def nginx(box, tmp_path):
+    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")  # root's PATH or not
+    if binary is None:
+        pytest.skip("nginx not installed (./dev test installs it as root)")
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp_path, port=port, upstream=box.port))
+    proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(tmp_path)], stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(base + "/healthz"), 20, what="nginx to proxy /healthz")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return get(url, timeout=1)[0] == 200
+    except OSError:  # not listening yet
+        return False
+
+
+def test_behind_nginx_the_stream_flows_and_each_client_is_known_by_its_own_address(box, nginx):
+    """Through the proxy the stream is not buffered; nginx appends the address of whoever connected to it, and
+    the box (trusting nginx) takes that one: a header the client made up is not believed, and one client's
+    wrong passwords lock out that client, not everyone behind the proxy."""
+    port = nginx
+    base = f"http://127.0.0.1:{port}"
+    frames = _ffmpeg_frames(f"{base}/stream.mjpg?token={PASSWORD.replace(' ', '%20')}", frames=15)
+    assert frames.shape == (15, HEIGHT, WIDTH) and _moving(frames)
+    right, wrong = basic("edgecam", PASSWORD), basic("edgecam", "wrong")
+    assert request(port, "/api/status", source="127.0.0.2")[0] == 401
+    assert request(port, "/api/status", right, source="127.0.0.2")[0] == 200
+    for _ in range(6):  # a guesser at 127.0.0.3 claiming to be someone else
+        request(port, "/api/status", {**wrong, "X-Forwarded-For": "203.0.113.9"}, source="127.0.0.3")
+    assert request(port, "/api/status", right, source="127.0.0.3")[0] == 429  # locked out: it was known
+    assert request(port, "/api/status", right, source="127.0.0.2")[0] == 200  # its neighbour is not
+    wait_for(lambda: "from 127.0.0.3;" in box.log(), 10, what="the lockout naming the real client")
+    assert "203.0.113.9" not in box.log()
