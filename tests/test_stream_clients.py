@@ -1,11 +1,12 @@
-"""Clients nobody here wrote, reading the box's MJPEG stream the way users point them at it: ffmpeg (what
-Frigate, go2rtc and most NVR software run underneath), OpenCV's VideoCapture (a script on another machine),
-each with the token in the URL and with Basic auth; and, when Debian's nginx is installed, the box behind an
-nginx reverse proxy that streams without buffering, with the client's address passed on."""
+"""Clients nobody here wrote, pointed at the box the way users point them: ffmpeg (what Frigate, go2rtc and
+most NVR software run underneath) and OpenCV's VideoCapture (a script on another machine) reading the MJPEG
+stream, with the token in the URL and with Basic auth; the box behind Debian's nginx as a reverse proxy; and
+Debian's Prometheus scraping /metrics, after promtool has linted them."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import subprocess
 import textwrap
@@ -153,3 +154,57 @@ def test_behind_nginx_the_stream_flows_and_each_client_is_known_by_its_own_addre
     assert request(port, "/api/status", right, source="127.0.0.2")[0] == 200  # its neighbour is not
     wait_for(lambda: "from 127.0.0.3;" in box.log(), 10, what="the lockout naming the real client")
     assert "203.0.113.9" not in box.log()
+
+
+def test_promtool_accepts_the_metrics_and_prometheus_scrapes_them_with_basic_auth(box, tmp_path):
+    """Debian's promtool lints the exposition (names, types, help); a real Prometheus server scrapes the box
+    with Basic auth from a password file, as a user's would, and has the series."""
+    promtool, prometheus = shutil.which("promtool"), shutil.which("prometheus")
+    if promtool is None or prometheus is None:
+        pytest.skip("prometheus not installed (./dev test installs it as root)")
+    code, headers, body = get(box.base + "/metrics", headers=basic("edgecam", PASSWORD))
+    assert code == 200 and headers["Content-Type"].startswith("text/plain")
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, timeout=30, check=False
+    )
+    assert lint.returncode == 0, (lint.stdout + lint.stderr).decode()
+    (tmp_path / "password").write_text(PASSWORD)
+    (tmp_path / "prometheus.yml").write_text(
+        textwrap.dedent(
+            f"""
+            global: {{scrape_interval: 1s, scrape_timeout: 1s}}
+            scrape_configs:
+              - job_name: edgecam
+                basic_auth: {{username: edgecam, password_file: {tmp_path / "password"}}}
+                static_configs: [{{targets: ["127.0.0.1:{box.port}"]}}]
+            """
+        )
+    )
+    check = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert check.returncode == 0, (check.stdout + check.stderr).decode()
+    port = free_port()
+    server = subprocess.Popen(
+        [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def value(query: str) -> float | None:
+            try:
+                code, _, reply = get(f"http://127.0.0.1:{port}/api/v1/query?query={query}", timeout=2)
+            except OSError:  # not listening yet
+                return None
+            result = json.loads(reply)["data"]["result"] if code == 200 else []
+            return float(result[0]["value"][1]) if result else None
+
+        wait_for(lambda: value('up{job="edgecam"}') == 1.0, 60, what="Prometheus to scrape the box")
+        wait_for(lambda: (value("edgecam_inference_frames_total") or 0) > 0, 30, what="the frame counter")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
