@@ -98,7 +98,7 @@ class EventHub:
             self._zero = dict.fromkeys(classes, 0)
             # Objects of a class no longer reported stop counting now, not when their tracks expire.
             self._alive = {track_id: label for track_id, label in self._alive.items() if self._counted(label)}
-            self.counts = {**self._zero, **Counter(self._alive.values())}
+            self._recount()
         if self.mqtt is not None:
             self._publish_counts()
 
@@ -106,6 +106,10 @@ class EventHub:
         """Whether a track of this class counts. A frame already past the detector when the class list
         changed can still start a track of a dropped class; it is not counted (no classes = all count)."""
         return not self._zero or label in self._zero
+
+    def _recount(self) -> None:
+        """``counts`` from the live tracks (under ``_count_lock``): every listed class, 0 until seen."""
+        self.counts = {**self._zero, **Counter(self._alive.values())}
 
     def start(self) -> None:
         if self.store is not None:
@@ -143,26 +147,19 @@ class EventHub:
         offset = time.time() - time.monotonic()  # monotonic (the frame's clock) → wall clock
         started: list[Event] = []
         ended: list[Event] = []
+        for te in track_events:
+            event = Event(
+                te.kind, te.track_id, self._label_of(te.class_id), te.score, te.box, te.timestamp + offset,
+                duration_s=te.duration_s,
+            )  # fmt: skip
+            (started if te.kind == "track_started" else ended).append(event)
         relabelled = False
         with self._count_lock:
-            for te in track_events:
-                label = self._label_of(te.class_id)
-                event = Event(
-                    te.kind,
-                    te.track_id,
-                    label,
-                    te.score,
-                    te.box,
-                    te.timestamp + offset,
-                    duration_s=te.duration_s,
-                )
-                if te.kind == "track_started":
-                    if self._counted(label):
-                        self._alive[te.track_id] = label
-                    started.append(event)
-                else:
-                    self._alive.pop(te.track_id, None)
-                    ended.append(event)
+            for event in started:
+                if self._counted(event.label):
+                    self._alive[event.track_id] = event.label
+            for event in ended:
+                self._alive.pop(event.track_id, None)
             for track in output.tracks:  # with class_aware off, a track's class follows its detections
                 known = self._alive.get(track.id)
                 if known is not None and track.label and known != track.label:
@@ -172,7 +169,7 @@ class EventHub:
                         del self._alive[track.id]
                     relabelled = True
             if track_events or relabelled:
-                self.counts = {**self._zero, **Counter(self._alive.values())}
+                self._recount()
         areas = self.zones.update(
             output.tracks, output.frame.size, output.frame.timestamp + offset, [e.track_id for e in ended]
         )
