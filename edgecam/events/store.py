@@ -828,15 +828,14 @@ class EventStore:
                 deleted += len(rows)
                 if len(rows) < 200:
                     break
-        if self.max_bytes > 0:
-            self._refresh_stats(db)  # then kept current by _unreferenced as files go: no sum per freed event
-            self._free_media(
-                db, lambda: self._stats["clip_bytes"] + self._stats["snapshot_bytes"] <= self.max_bytes
-            )
         self.retention["runs"] += 1
         self.retention["deleted_events"] += deleted
         self.retention["last_run"] = iso_time(time.time())
-        self._refresh_stats(db)
+        self._refresh_stats(db)  # exact totals; then kept current by _unreferenced as files go
+        if self.max_bytes > 0:  # (_free_media sums them again when it is done)
+            self._free_media(
+                db, lambda: self._stats["clip_bytes"] + self._stats["snapshot_bytes"] <= self.max_bytes
+            )
 
     def _free_media(self, db: sqlite3.Connection, enough: Callable[[], bool]) -> int:
         """Delete the oldest events' media until ``enough()``; returns the free bytes after."""
