@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import math
 import os
 import threading
 import time
@@ -126,7 +127,7 @@ class AttemptLimiter:
         self._prune_at = PRUNE_AT
         self._lock = threading.Lock()
         self.refused = 0  # attempts answered 429 without hashing
-        self._log_minute = -1.0  # start of the minute the lockout lines are counted in
+        self._log_minute = -math.inf  # start of the minute the lockout lines are counted in
         self._logged = 0
         self._unlogged = 0  # lockouts not logged one by one in the last minute
 
