@@ -175,7 +175,8 @@ def test_yuv_picture_converted_from_two_threads_is_one_picture(media_dir):
     from edgecam.capture.yuv import Yuv420
 
     for _ in range(20):
-        yuv = Yuv420.from_i420(decoded(media_dir).i420(), 1280, 720)
+        source = decoded(media_dir)
+        yuv = Yuv420(source.y.copy(), source.u.copy(), source.v.copy())
         got: list = []
 
         def convert(picture=yuv, into=got) -> None:

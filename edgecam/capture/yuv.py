@@ -36,14 +36,6 @@ class Yuv420:
         self._bgr: np.ndarray | None = None
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_i420(cls, planes: np.ndarray, width: int, height: int) -> Yuv420:
-        """From one (height * 3 / 2, width) array, Y then U then V (``cv2.COLOR_BGR2YUV_I420``'s layout)."""
-        if width % 2 or height % 2 or planes.shape != (height * 3 // 2, width):
-            raise ValueError(f"not an I420 picture of {width}x{height}: planes {planes.shape}")
-        chroma = planes[height:].reshape(2, height // 2, width // 2)
-        return cls(planes[:height], chroma[0], chroma[1])
-
     @property
     def size(self) -> tuple[int, int]:
         return self.width, self.height
