@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edgecam.capture import CaptureThread, SourceError, SourceState, open_source
+from edgecam.capture import thread as capture_thread
 from edgecam.capture.file import FileSource
 from edgecam.capture.picam import yuv420_to_bgr
 from edgecam.capture.slot import LatestFrameSlot
@@ -269,9 +270,10 @@ def test_not_realtime_waits_for_the_consumer_and_stops_promptly(media_dir):
     src = open_source(str(media_dir / "vtest.avi"), width=0, height=0, fps=0, realtime=False)
     th = CaptureThread(src, slot, realtime=False, stall_s=0.5)
     th.start()
-    wait_for(lambda: th.frames == 1, 5.0, 0.05, what="th.frames == 1")
-    time.sleep(1.0)  # nobody takes: the thread waits, it is not stalled
-    assert th.frames == 1 and slot.dropped == 0
+    depth = capture_thread.LOCKSTEP_DEPTH
+    wait_for(lambda: th.frames == depth, 5.0, 0.05, what=f"th.frames == {depth}")
+    time.sleep(1.0)  # nobody takes: the thread waits with its queue full, it is not stalled
+    assert th.frames == depth and slot.dropped == 0
     assert th.state is SourceState.LIVE
     assert abs(time.monotonic() - th.heartbeat) < 0.6
     assert timed_stop(th) < 3.0

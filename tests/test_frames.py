@@ -68,22 +68,40 @@ def test_close_wakes_a_waiting_taker_and_refuses_frames():
     assert slot.closed
 
 
-def test_wait_taken():
+def test_wait_room():
     slot = LatestFrameSlot()
-    assert slot.wait_taken(timeout=0)  # nothing pending
+    assert slot.wait_room(timeout=0)  # nothing pending
     slot.put(make(1))
-    assert not slot.wait_taken(timeout=0.1)  # nobody took it
+    assert not slot.wait_room(timeout=0.1)  # nobody took it
     threading.Timer(0.1, slot.take).start()
-    assert slot.wait_taken(timeout=2.0)
+    assert slot.wait_room(timeout=2.0)
     assert slot.dropped == 0 and slot.delivered == 1
 
 
-def test_close_wakes_wait_taken():
+def test_queued_frames_come_out_oldest_first_and_none_is_dropped():
+    slot = LatestFrameSlot()
+    for i in (1, 2, 3):
+        assert slot.wait_room(3, timeout=0)
+        slot.put(make(i), queue=True)
+    assert not slot.wait_room(3, timeout=0.05)  # three unread: the producer waits
+    assert slot.wait_room(4, timeout=0)
+    assert [slot.take(timeout=0).sequence for _ in range(3)] == [1, 2, 3]
+    assert slot.take(timeout=0) is None
+    assert slot.dropped == 0 and slot.delivered == 3
+    # A plain put still replaces whatever is unread, queued or not.
+    slot.put(make(4), queue=True)
+    slot.put(make(5), queue=True)
+    slot.put(make(6))
+    assert slot.take(timeout=0).sequence == 6
+    assert slot.dropped == 2
+
+
+def test_close_wakes_wait_room():
     slot = LatestFrameSlot()
     slot.put(make(1))
     threading.Timer(0.1, slot.close).start()
     t0 = time.monotonic()
-    assert slot.wait_taken() is False
+    assert slot.wait_room() is False
     assert time.monotonic() - t0 < 2.0
 
 
@@ -105,7 +123,7 @@ def test_producer_consumer_threads_account_for_every_frame():
         slot.put(make(i))
         if i % 500 == 0:
             time.sleep(0.001)
-    slot.wait_taken(timeout=2.0)
+    slot.wait_room(timeout=2.0)
     slot.close()
     th.join(5.0)
     assert not th.is_alive()
@@ -127,9 +145,9 @@ def test_lockstep_producer_drops_nothing():
     th = threading.Thread(target=consumer)
     th.start()
     for i in range(1, n + 1):
-        assert slot.wait_taken(timeout=2.0)
-        slot.put(make(i))
-    assert slot.wait_taken(timeout=2.0)
+        assert slot.wait_room(3, timeout=2.0)
+        slot.put(make(i), queue=True)
+    assert slot.wait_room(timeout=2.0)
     slot.close()
     th.join(5.0)
     assert seen == list(range(1, n + 1))

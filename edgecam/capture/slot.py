@@ -2,13 +2,15 @@
 
 The camera never waits for inference: capture ``put``s into a :class:`LatestFrameSlot`, a new frame replaces
 an unread one (counted as dropped), and inference ``take``s the newest. Only a file source in
-``realtime: false`` mode waits (``wait_taken``) so that every decoded frame is used and none is dropped.
+``realtime: false`` mode waits (``wait_room``) so that every decoded frame is used and none is dropped; it
+queues a few frames (``put(..., queue=True)``) so that one slow frame on either side does not stall the other.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 
 import numpy as np
 
@@ -64,35 +66,42 @@ class Frame:
 
 
 class LatestFrameSlot:
-    """One slot between capture and inference: a new frame replaces an unread one (a drop, counted)."""
+    """One slot between capture and inference: a new frame replaces an unread one (a drop, counted).
+
+    A producer that must not drop (a file read in lockstep) queues instead: ``wait_room(depth)``, then
+    ``put(frame, queue=True)``; ``take`` hands queued frames out oldest first.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._frame: Frame | None = None  # unread frame, if any
+        self._frames: deque[Frame] = deque()  # unread frames, oldest first (one unless queued)
         self._closed = False
         self._dropped = 0
         self._delivered = 0
         self._latest_timestamp: float | None = None
 
-    def put(self, frame: Frame) -> None:
-        """Offer ``frame``; it replaces an unread frame (counted in ``dropped``). Ignored once closed."""
+    def put(self, frame: Frame, queue: bool = False) -> None:
+        """Offer ``frame``; it replaces unread frames (counted in ``dropped``), or with ``queue`` goes after
+        them (the producer bounds the queue with ``wait_room``). Ignored once closed."""
         with self._cond:
             if self._closed:
                 return
-            if self._frame is not None:
-                self._dropped += 1
-            self._frame = frame
+            if not queue and self._frames:
+                self._dropped += len(self._frames)
+                self._frames.clear()
+            self._frames.append(frame)
             self._latest_timestamp = frame.timestamp
             self._cond.notify_all()
 
     def take(self, timeout: float | None = None) -> Frame | None:
-        """Return the newest unread frame, waiting up to ``timeout`` s (forever if None).
+        """Return the oldest unread frame (the newest, unless frames were queued), waiting up to ``timeout`` s
+        (forever if None).
 
         Returns None on timeout or once the slot is closed.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._frame is None and not self._closed:
+            while not self._frames and not self._closed:
                 if deadline is None:
                     self._cond.wait()
                 else:
@@ -102,19 +111,19 @@ class LatestFrameSlot:
                     self._cond.wait(remaining)
             if self._closed:
                 return None
-            frame, self._frame = self._frame, None
+            frame = self._frames.popleft()
             self._delivered += 1
-            self._cond.notify_all()  # wakes a producer in wait_taken()
+            self._cond.notify_all()  # wakes a producer in wait_room()
             return frame
 
-    def wait_taken(self, timeout: float | None = None) -> bool:
-        """Block until no unread frame is pending (the last ``put`` was taken).
+    def wait_room(self, depth: int = 1, timeout: float | None = None) -> bool:
+        """Block until fewer than ``depth`` frames are unread (``depth`` 1: the last ``put`` was taken).
 
-        True if the slot is empty (immediately so if nothing was put); False on timeout or when closed.
+        True once there is room (immediately so if there is); False on timeout or when closed.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._frame is not None and not self._closed:
+            while len(self._frames) >= depth and not self._closed:
                 if deadline is None:
                     self._cond.wait()
                 else:
@@ -122,12 +131,13 @@ class LatestFrameSlot:
                     if remaining <= 0:
                         return False
                     self._cond.wait(remaining)
-            return self._frame is None and not self._closed
+            return len(self._frames) < depth and not self._closed
 
     def close(self) -> None:
-        """Refuse further frames and wake every waiter (``take`` returns None, ``wait_taken`` False)."""
+        """Refuse further frames and wake every waiter (``take`` returns None, ``wait_room`` False)."""
         with self._cond:
             self._closed = True
+            self._frames.clear()
             self._cond.notify_all()
 
     @property

@@ -20,17 +20,20 @@ log = logging.getLogger(__name__)
 
 _FPS_WINDOW_S = 2.0
 _TICK_S = 0.25  # longest wait between heartbeats while sleeping or waiting for the consumer
+# Lockstep: frames decoded ahead of inference. One more than the frame being decoded absorbs a slow frame on
+# either side (a keyframe, a crowded frame for the tracker): ~2 % more frames a second than one at a time on
+# 2 cores (bench/pipeline.py, crowd_overhead_720p.avi), for two more decoded frames held in memory.
+LOCKSTEP_DEPTH = 3
 
 
 class CaptureThread(threading.Thread):
     """Runs ``source`` into ``slot`` until :meth:`stop` (or until the slot is closed).
 
     The camera never waits for inference: each frame is ``put`` and the newest wins. The exception is a
-    source that is not ``paced`` (a file) with ``realtime=False``: the next frame is decoded while the
-    previous one is being processed and is put only once the previous one was taken — nothing dropped,
-    nothing decoded in vain; frames then carry the file's own clock as their timestamp (``period`` apart), so
-    what the tracker and the motion gate see does not depend on this machine's speed. With
-    ``realtime=True`` such a source is paced to its ``nominal_fps`` on a drift-free monotonic schedule.
+    source that is not ``paced`` (a file) with ``realtime=False``: frames are decoded while earlier ones are
+    being processed and queued, at most ``LOCKSTEP_DEPTH`` unread — nothing dropped, nothing decoded in
+    vain; frames then carry the file's own clock as their timestamp (``period`` apart), so what the tracker
+    and the motion gate see does not depend on this machine's speed. With ``realtime=True`` such a source is paced to its ``nominal_fps`` on a drift-free monotonic schedule.
 
     Any failure (open, read, a non-file stream ending) puts the thread in ``lost`` with a ``reason``, closes
     the source and reopens it after a backoff (``backoff_initial_s`` doubling up to ``backoff_max_s``, reset
@@ -262,7 +265,7 @@ class CaptureThread(threading.Thread):
                 now = time.monotonic()
                 due = due + period if now - due < period else now + period  # late by a frame: re-anchor
             elif self._lockstep:
-                while not slot.wait_taken(_TICK_S):
+                while not slot.wait_room(LOCKSTEP_DEPTH, _TICK_S):
                     if self._stopping.is_set() or slot.closed:
                         return None
                     self._heartbeat = self._progress = time.monotonic()
@@ -283,7 +286,7 @@ class CaptureThread(threading.Thread):
                     self.motion_frames += 1
                     self.last_motion_time = now
             frame = Frame(image, self._frame_time(now, period), self._sequence, lores, motion)
-            slot.put(frame)
+            slot.put(frame, queue=self._lockstep)
             self._frames_this_round += 1
             self._frames += 1
             with self._lock:
