@@ -33,7 +33,8 @@ class CaptureThread(threading.Thread):
     source that is not ``paced`` (a file) with ``realtime=False``: frames are decoded while earlier ones are
     being processed and queued, at most ``LOCKSTEP_DEPTH`` unread — nothing dropped, nothing decoded in
     vain; frames then carry the file's own clock as their timestamp (``period`` apart), so what the tracker
-    and the motion gate see does not depend on this machine's speed. With ``realtime=True`` such a source is paced to its ``nominal_fps`` on a drift-free monotonic schedule.
+    and the motion gate see does not depend on this machine's speed. With ``realtime=True`` such a source
+    is paced to its ``nominal_fps`` on a drift-free monotonic schedule.
 
     Any failure (open, read, a non-file stream ending) puts the thread in ``lost`` with a ``reason``, closes
     the source and reopens it after a backoff (``backoff_initial_s`` doubling up to ``backoff_max_s``, reset
