@@ -12,6 +12,7 @@ or flag-0 gt row are dropped; then class-1 flag-1 gt rows are scored at IoU >= 0
     python bench/mot.py --loo --pan          # ... plus each sequence seen by a panning camera
     python bench/mot.py --loo --pan --zoom   # ... and each seen by a camera moving forward and back
     python bench/mot.py --pan --cmc          # the panned copies, telling the tracker the camera motion
+    python bench/mot.py --subsample 2,3 --dropout 0.2   # plus every 2nd / 3rd frame, and a weaker detector
 
 Leave-one-sequence-out (`--loo`): every grid point is tracked once on every sequence; for each fold the
 point with the fewest ID switches over the other sequences, among the points within --idf1-tolerance of the
@@ -27,6 +28,11 @@ scaled about the image centre by a factor going smoothly 1 -> 1.6 -> 1 and back 
 make_zoomed), so boxes grow while they drift away from the centre, then shrink back towards it. Boxes that
 leave the image are kept (the tracker is not told the image size). `--cmc` passes each sequence's camera
 motion (`<seq>/cmc.txt`, exact for the panned and zoomed copies) to `update(camera_motion=...)`.
+
+`--subsample K[,K...]` adds `SEQ+subK` for each K: every K-th frame only, at 1/K of the frame rate (a slower
+camera, or a busy device detecting on every K-th frame; see make_subsampled). `--dropout P` adds `SEQ+drop`:
+each detection removed with probability P (fixed seed) and the rest jittered by 3 % of their height (a weaker
+detector; see make_dropped). Both are in the fold of SEQ and scored by the same rules.
 """
 
 from __future__ import annotations
@@ -312,6 +318,75 @@ def make_zoomed(seq_dir: Path, out_root: Path, peak: float = 1.6, period_s: floa
     return out
 
 
+SUB_SUFFIX = "+sub"
+
+
+def subsample_rows(rows: np.ndarray, k: int) -> np.ndarray:
+    """MOT rows of every k-th frame (1, 1 + k, 1 + 2k, ...), renumbered 1, 2, 3, ... (other columns kept)."""
+    out = np.array(rows, dtype=float, copy=True)
+    frame = out[:, 0].astype(int)
+    out = out[(frame - 1) % k == 0]
+    out[:, 0] = (out[:, 0].astype(int) - 1) // k + 1
+    return out
+
+
+def make_subsampled(seq_dir: Path, out_root: Path, k: int) -> Path:
+    """A copy `SEQ+sub<k>` of a sequence keeping every k-th frame, at 1/k of its frame rate: ground truth and
+    detections alike, frames renumbered consecutively (`seqinfo.ini` gets the new frameRate and seqLength).
+    A slower camera, or a busy device that runs the detector on every k-th frame only: objects move k times
+    farther between updates and the tracker's frame-based limits see k times fewer frames."""
+    if k < 1:
+        raise ValueError(f"subsample factor must be >= 1 (got {k})")
+    out = out_root / f"{seq_dir.name}{SUB_SUFFIX}{k}"
+    for sub, name in (("gt", "gt.txt"), ("det", "det.txt")):
+        rows = np.loadtxt(seq_dir / sub / name, delimiter=",", ndmin=2)
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        np.savetxt(out / sub / name, subsample_rows(rows, k), delimiter=",", fmt="%.6g")
+    new = {
+        "name": out.name,
+        "frameRate": repr(read_frame_rate(seq_dir) / k),
+        "seqLength": str((read_length(seq_dir) - 1) // k + 1),
+    }
+    lines = (seq_dir / "seqinfo.ini").read_text().splitlines()
+    keys = [line.partition("=")[0].strip() for line in lines]
+    text = "\n".join(
+        f"{key}={new[key]}" if key in new else line for key, line in zip(keys, lines, strict=True)
+    )
+    (out / "seqinfo.ini").write_text(text + "\n")
+    return out
+
+
+DROP_SUFFIX = "+drop"
+
+
+def dropout_rows(rows: np.ndarray, p: float, sigma: float = 0.03, seed: int = 0) -> np.ndarray:
+    """Detection rows (frame, id, left, top, width, height, score, ...) each removed independently with
+    probability p, the corners of those kept moved by Gaussian noise of sigma times the box height (each
+    corner coordinate independently; width and height stay >= 1 px). Deterministic for a given seed."""
+    rng = np.random.default_rng(seed)
+    out = np.array(rows, dtype=float, copy=True)
+    out = out[rng.random(len(out)) >= p]
+    noise = rng.normal(0.0, 1.0, size=(len(out), 4)) * (sigma * out[:, 5:6])
+    x1y1 = out[:, 2:4] + noise[:, 0:2]
+    x2y2 = np.maximum(out[:, 2:4] + out[:, 4:6] + noise[:, 2:4], x1y1 + 1.0)
+    out[:, 2:4], out[:, 4:6] = x1y1, x2y2 - x1y1
+    return out
+
+
+def make_dropped(seq_dir: Path, out_root: Path, p: float, sigma: float = 0.03, seed: int = 0) -> Path:
+    """A copy `SEQ+drop` of a sequence as seen by a weaker detector: each detection missed with probability
+    p and the rest jittered by sigma of their height (see dropout_rows; fixed seed, so deterministic).
+    Ground truth, frame rate and length are unchanged."""
+    out = out_root / (seq_dir.name + DROP_SUFFIX)
+    rows = np.loadtxt(seq_dir / "det" / "det.txt", delimiter=",", ndmin=2)
+    (out / "det").mkdir(parents=True, exist_ok=True)
+    (out / "gt").mkdir(parents=True, exist_ok=True)
+    np.savetxt(out / "det" / "det.txt", dropout_rows(rows, p, sigma, seed), delimiter=",", fmt="%.6g")
+    (out / "gt" / "gt.txt").write_text((seq_dir / "gt" / "gt.txt").read_text())
+    (out / "seqinfo.ini").write_text((seq_dir / "seqinfo.ini").read_text())
+    return out
+
+
 def _counts_task(task: tuple) -> dict:
     return sequence_counts(*task)
 
@@ -328,9 +403,9 @@ def leave_one_out(
 ) -> dict:
     """Tune on all but one sequence, score on that one, for each; plus the all-sequences choice.
 
-    A sequence named `X+pan` or `X+zoom` (see make_panned, make_zoomed) belongs to the fold of X: held out
-    with it, never tuned on while X is held out. `jobs` > 1 tracks grid points in that many processes
-    (same results).
+    A sequence named `X+<proxy>` (see make_panned, make_zoomed, make_subsampled, make_dropped) belongs to
+    the fold of X: held out with it, never tuned on while X is held out. `jobs` > 1 tracks grid points in
+    that many processes (same results).
     """
     base = base or {}
     names = list(seq_dirs)
@@ -541,6 +616,16 @@ def _parse_grid(text: str) -> tuple[str, list]:
     return key, [_parse_setting(f"{key}={v}")[1] for v in values.split(",")]
 
 
+def _parse_factors(text: str) -> list[int]:
+    try:
+        factors = [int(k) for k in text.split(",")]
+    except ValueError:
+        factors = []
+    if not factors or min(factors) < 1:
+        raise argparse.ArgumentTypeError(f"expected K[,K...] with integers K >= 1, got {text!r}")
+    return factors
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -579,6 +664,21 @@ def main(argv: list[str] | None = None) -> int:
         help="also run each sequence as seen by a camera moving forward and back (SEQ+zoom, same fold)",
     )
     parser.add_argument(
+        "--subsample",
+        type=_parse_factors,
+        default=[],
+        metavar="K[,K...]",
+        help="also run each sequence keeping every K-th frame, at 1/K of its frame rate (SEQ+subK, same fold)",
+    )
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        metavar="P",
+        help="also run each sequence with each detection dropped with probability P and jittered by 3 %% "
+        "of its height (SEQ+drop, same fold, fixed seed)",
+    )
+    parser.add_argument(
         "--cmc", action="store_true", help="pass each sequence's camera motion (<seq>/cmc.txt) to the tracker"
     )
     parser.add_argument(
@@ -602,6 +702,14 @@ def main(argv: list[str] | None = None) -> int:
         zoom_root = args.out / "zoom"
         for name in args.seq:
             seq_dirs[name + ZOOM_SUFFIX] = make_zoomed(data_dir / name, zoom_root)
+    for k in args.subsample:
+        for name in args.seq:
+            seq_dirs[f"{name}{SUB_SUFFIX}{k}"] = make_subsampled(data_dir / name, args.out / "sub", k)
+    if args.dropout is not None:
+        if not 0.0 <= args.dropout < 1.0:
+            parser.error(f"--dropout must be in [0, 1) (got {args.dropout})")
+        for name in args.seq:
+            seq_dirs[name + DROP_SUFFIX] = make_dropped(data_dir / name, args.out / "drop", args.dropout)
     if args.loo:
         grid = dict(args.grid) if args.grid else LOO_GRID
         log = None if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
@@ -609,7 +717,8 @@ def main(argv: list[str] | None = None) -> int:
             seq_dirs, grid, args.min_score, dict(args.set), log, args.cmc, args.jobs, args.idf1_tolerance
         )
         args.out.mkdir(parents=True, exist_ok=True)
-        saved = args.out / ("loo" + "-pan" * args.pan + "-zoom" * args.zoom + ".json")
+        proxies = "-pan" * args.pan + "-zoom" * args.zoom + "".join(f"-sub{k}" for k in args.subsample)
+        saved = args.out / ("loo" + proxies + "-drop" * (args.dropout is not None) + ".json")
         saved.write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2) if args.json else f"{format_loo(report)}\nJSON: {saved}")
         return 0

@@ -189,3 +189,114 @@ def test_zoomed_copy_scales_detections_and_ground_truth_alike(tmp_path: Path) ->
         a = cmc[f]
         prev = zgt[f - 2, 2:4]
         assert np.allclose(a[:, :2] @ prev + a[:, 2], zgt[f - 1, 2:4], rtol=1e-5)
+
+
+def _tiny_sequence(root: Path, n: int = 10, rate: int = 30, name: str = "SEQ") -> Path:
+    """A made-up sequence of n frames: two gt rows and two detections per frame, frame number in x."""
+    import numpy as np
+
+    seq = root / name
+    (seq / "gt").mkdir(parents=True)
+    (seq / "det").mkdir()
+    (seq / "seqinfo.ini").write_text(
+        f"[Sequence]\nname={name}\nframeRate={rate}\nseqLength={n}\nimWidth=200\nimHeight=100\n"
+    )
+    gt = np.array([[f, i, 10.0 * f, 5.0 * i, 20.0, 40.0, 1, 1, 1.0] for f in range(1, n + 1) for i in (1, 2)])
+    det = np.array([[f, -1, 10.0 * f, 5.0 * i, 20.0, 40.0, 0.9] for f in range(1, n + 1) for i in (1, 2)])
+    np.savetxt(seq / "gt" / "gt.txt", gt[::-1], delimiter=",", fmt="%.6g")  # unsorted, like det.txt
+    np.savetxt(seq / "det" / "det.txt", det, delimiter=",", fmt="%.6g")
+    return seq
+
+
+def test_subsampled_copy_keeps_every_kth_frame_renumbered_at_a_kth_of_the_rate(tmp_path: Path) -> None:
+    import numpy as np
+
+    bench = _load_bench()
+    seq = _tiny_sequence(tmp_path, n=10, rate=30)
+    out = bench.make_subsampled(seq, tmp_path / "out", 3)
+    assert out.name == "SEQ+sub3"
+    # Frames 1, 4, 7, 10 become 1, 2, 3, 4, at 10 fps; the other ini keys are kept.
+    assert bench.read_frame_rate(out) == 10.0 and bench.read_length(out) == 4
+    assert "imWidth=200" in (out / "seqinfo.ini").read_text()
+    for sub, name in (("gt", "gt.txt"), ("det", "det.txt")):
+        rows = np.loadtxt(out / sub / name, delimiter=",")
+        assert sorted(rows[:, 0].astype(int).tolist()) == [1, 1, 2, 2, 3, 3, 4, 4]
+        original_frame = rows[:, 2] / 10.0  # x encodes the original frame
+        assert np.array_equal(original_frame, 3 * (rows[:, 0] - 1) + 1)
+    # 11 frames with K=2: 1, 3, ..., 11 -> 6 frames; K=1 is an exact copy; the rate may become fractional.
+    seq11 = _tiny_sequence(tmp_path / "b", n=11, rate=14)
+    out2 = bench.make_subsampled(seq11, tmp_path / "out", 2)
+    assert bench.read_length(out2) == 6 and bench.read_frame_rate(out2) == 7.0
+    gt = np.loadtxt(seq11 / "gt" / "gt.txt", delimiter=",")
+    assert np.array_equal(bench.subsample_rows(gt, 1), gt)
+    out3 = bench.make_subsampled(seq11, tmp_path / "c", 3)
+    assert bench.read_frame_rate(out3) == pytest.approx(14 / 3, abs=1e-12)
+    with pytest.raises(ValueError):
+        bench.make_subsampled(seq11, tmp_path / "d", 0)
+
+
+def test_dropout_is_deterministic_drops_about_p_and_jitters_by_the_height(tmp_path: Path) -> None:
+    import numpy as np
+
+    bench = _load_bench()
+    rows = np.tile([[1, -1, 100.0, 50.0, 40.0, 100.0, 0.7]], (4000, 1))
+    rows[:, 0] = np.arange(4000) // 4 + 1
+    a = bench.dropout_rows(rows, 0.2)
+    assert np.array_equal(a, bench.dropout_rows(rows, 0.2))  # fixed seed
+    assert not np.array_equal(a, bench.dropout_rows(rows, 0.2, seed=1))
+    assert len(a) / len(rows) == pytest.approx(0.8, abs=0.03)
+    assert np.array_equal(a[:, [1, 6]], rows[: len(a), [1, 6]])  # ids and scores kept
+    assert set(a[:, 0]) <= set(rows[:, 0]) and np.all(np.diff(a[:, 0]) >= 0)  # order kept
+    # Corners jittered independently by sigma = 3 % of the height (3 px here), unbiased.
+    corners = np.concatenate([a[:, 2:4], a[:, 2:4] + a[:, 4:6]], axis=1) - [100.0, 50.0, 140.0, 150.0]
+    assert np.allclose(corners.std(axis=0), 3.0, rtol=0.1)
+    assert np.allclose(corners.mean(axis=0), 0.0, atol=0.3)
+    assert np.allclose(a[:, 4:6].std(axis=0), 3.0 * np.sqrt(2.0), rtol=0.1)  # the corners move apart
+    assert len(bench.dropout_rows(rows, 0.0)) == len(rows)
+    assert np.array_equal(bench.dropout_rows(rows, 0.0, sigma=0.0), rows)
+
+    seq = _tiny_sequence(tmp_path, n=50)
+    out = bench.make_dropped(seq, tmp_path / "out", 0.5)
+    assert out.name == "SEQ" + bench.DROP_SUFFIX
+    assert (out / "gt" / "gt.txt").read_text() == (seq / "gt" / "gt.txt").read_text()
+    assert (out / "seqinfo.ini").read_text() == (seq / "seqinfo.ini").read_text()
+    det = np.loadtxt(out / "det" / "det.txt", delimiter=",")
+    assert 25 <= len(det) <= 75
+    again = bench.make_dropped(seq, tmp_path / "again", 0.5)
+    assert (again / "det" / "det.txt").read_text() == (out / "det" / "det.txt").read_text()
+
+
+@pytest.mark.slow
+def test_subsampled_by_one_scores_like_the_original(tmp_path: Path) -> None:
+    # The plumbing (renumbering, seqinfo rewrite) is neutral: K=1 gives exactly the original's counts.
+    data = _data_dir()
+    if data is None:
+        pytest.skip("MOT17 dev data not found")
+    bench = _load_bench()
+    copy = bench.make_subsampled(data / SEQ, tmp_path, 1)
+    assert bench.sequence_counts(copy, 0.1, {}) == bench.sequence_counts(data / SEQ, 0.1, {})
+    sub2 = bench.combine([bench.sequence_counts(bench.make_subsampled(data / SEQ, tmp_path, 2), 0.1, {})])
+    assert sub2["idf1"] > 30.0, sub2  # sane, not broken by the renumbering
+
+
+def test_proxy_flags_add_copies_in_the_same_fold(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    bench = _load_bench()
+    data = tmp_path / "data"
+    for name in ("A", "B"):
+        _tiny_sequence(data, n=20, name=name)
+    common = ["--data", str(data), "--seq", "A", "B", "--out", str(tmp_path / "out")]
+    # Parse errors: a factor below 1 or not an integer, a probability outside [0, 1).
+    for bad in (["--subsample", "0"], ["--subsample", "2,x"], ["--dropout", "1.0"]):
+        with pytest.raises(SystemExit):
+            bench.main([*common, *bad])
+    capsys.readouterr()
+    argv = [*common, "--loo", "--grid", "min_hits=1,2", "--subsample", "2,3", "--dropout", "0.2", "--json"]
+    assert bench.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / "out" / "loo-sub2-sub3-drop.json").read_text()) == report
+    assert [f["held_out"] for f in report["folds"]] == ["A", "B"]
+    held = report["folds"][0]["held_out_metrics"]
+    assert set(held) == {"A", "A+sub2", "A+sub3", "A+drop"}
+    assert set(report["held_out_mean"]) == {"dev", "+sub2", "+sub3", "+drop"}
