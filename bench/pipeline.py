@@ -466,6 +466,7 @@ class Sampler(threading.Thread):
             "encode_ms": [],
             "busy_ms": [],
             "invoke_ms": [],
+            "track_ms": [],
         }
         self._stop_event = threading.Event()
         self._marks = (self.p.encoder.encoded_frames, self.p.inference.frames)
@@ -479,6 +480,7 @@ class Sampler(threading.Thread):
             ("encode_ms", br.encode_ms, de),
             ("busy_ms", inf.busy_ms, di),
             ("invoke_ms", inf.invoke_ms, di),
+            ("track_ms", inf.track_ms, di),
         ):
             values = window.values()
             if delta > 0:
@@ -654,6 +656,7 @@ def phase_pipeline(args: argparse.Namespace) -> dict[str, Any]:
                 {
                     "busy_ms_p50": r(busy50),
                     "invoke_ms_p50": r(percentile(v["invoke_ms"], 50)),
+                    "track_ms_p50": r(percentile(v["track_ms"], 50), 3),
                     "encode_ms_p50": r(enc50),
                     "latency_ms_p50": r(lat50),
                     "latency_ms_p95": r(percentile(v["latency_ms"], 95)),
@@ -884,6 +887,7 @@ def summarize_slowest(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "thread_cpu_ms_per_frame": run.get("thread_cpu_ms_per_frame"),
             "busy_ms_p50": run.get("busy_ms_p50"),
             "invoke_ms_p50": run.get("invoke_ms_p50"),
+            "track_ms_p50": run.get("track_ms_p50"),
         }
     # Issue #16: recording (the clip encoder's pre-roll runs all the time) against none, shipped config
     s["recording_on_over_off"] = ratio(s["pipe_on"]["processed_fps"], s["pipe_norec"]["processed_fps"])
@@ -923,6 +927,10 @@ def table_slowest(results: dict[str, Any]) -> str:
             cells = ", ".join(f"{g} {per[g]:.2f}" for g in THREAD_GROUPS if per.get(g) is not None)
             lines.append(
                 f"      CPU ms per processed frame: total {fmt(p['cpu_ms_per_frame'], '.2f')}; {cells}"
+            )
+            lines.append(
+                f"      inference stage per detected frame, p50 wall ms: {fmt(p['busy_ms_p50'], '.2f')}, of "
+                f"which invoke {fmt(p['invoke_ms_p50'], '.2f')}, tracker {fmt(p['track_ms_p50'], '.3f')}"
             )
         lines.append(
             f"  recording on ÷ off (processed fps)   {fmt(s['recording_on_over_off'], '.3f')} (goal >= 0.95) "

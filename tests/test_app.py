@@ -51,6 +51,8 @@ def test_stream_status_and_snapshot(vtest_app, cv2):
         assert key in status
     assert status["detector"] | {"model": V1, "alpha": 1.0, "device": "cpu"} == status["detector"]
     assert status["source"]["state"] == "live" and status["inference"]["frames"] > 0
+    inference = status["inference"]
+    assert 0 < inference["track_ms"] < inference["ms"] and 0 < inference["invoke_ms"] < inference["ms"]
     assert status["config"] == {"path": str(app.config_path), "error": None, "pending_restart": []}
     code, headers, body = get(app.base + "/snapshot.jpg")
     assert (

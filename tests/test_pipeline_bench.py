@@ -36,3 +36,4 @@ def test_the_pipeline_bench_measures_every_part(model_dir, media_dir, tmp_path):
         assert run["processed_fps"] > 0 and run["over_slowest_part"] > 0 and run["over_side_by_side"] > 0
         threads = run["thread_cpu_ms_per_frame"]
         assert threads["capture"] > 0 and threads["inference"] > 0, threads
+        assert 0 < run["track_ms_p50"] < run["busy_ms_p50"] and 0 < run["invoke_ms_p50"] < run["busy_ms_p50"]

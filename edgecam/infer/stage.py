@@ -59,6 +59,7 @@ class InferenceThread(threading.Thread):
         self.detect_rate = RateMeter()
         self.busy_ms = LatencyWindow(100)
         self.invoke_ms = LatencyWindow(100)
+        self.track_ms = LatencyWindow(100)
         self.frames = 0
         self.detected = 0
         self.skipped = 0
@@ -105,8 +106,8 @@ class InferenceThread(threading.Thread):
             self._tracker_floor, self._tracker_high_score,
         )  # fmt: skip
         new.on_output = self.on_output
-        new.on_events, new.rate, new.detect_rate, new.busy_ms, new.invoke_ms = (
-            self.on_events, self.rate, self.detect_rate, self.busy_ms, self.invoke_ms,
+        new.on_events, new.rate, new.detect_rate, new.busy_ms, new.invoke_ms, new.track_ms = (
+            self.on_events, self.rate, self.detect_rate, self.busy_ms, self.invoke_ms, self.track_ms,
         )  # fmt: skip
         new.frames, new.detected, new.skipped, new.errors, new.last_error, new.latest = (
             self.frames, self.detected, self.skipped, self.errors, self.last_error, self.latest,
@@ -163,9 +164,11 @@ class InferenceThread(threading.Thread):
         scores = np.where(confident, candidates.scores, np.minimum(candidates.scores, self._second_stage_cap))
         self.gate.detected(frame)
         clock = self.clock
+        track_start = time.perf_counter()
         tracks = self.tracker.update(
             candidates.boxes, scores, candidates.class_ids, timestamp=clock.tracker_time(frame)
         )
+        track_ms = (time.perf_counter() - track_start) * 1e3
         events = clock.events(self.tracker.pop_events())
         clock.tracks(tracks)
         if events:
@@ -182,6 +185,7 @@ class InferenceThread(threading.Thread):
         self.busy_ms.add(busy_ms)
         timing = detector.last_timing
         self.invoke_ms.add(timing.invoke_ms)
+        self.track_ms.add(track_ms)
         self.switcher.observe(busy_ms, timing.invoke_cpu_ms, timing.invoke_runnable_ms)
 
     def _skip(self, frame: Frame, detector: Detector) -> None:

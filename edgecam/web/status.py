@@ -31,11 +31,13 @@ def source_block(name: str, capture: CaptureThread, slot: LatestFrameSlot) -> di
 
 def inference_block(inference: InferenceThread) -> dict[str, Any]:
     """``fps``/``frames``: output frames (every frame taken, with motion gating too); ``detect_fps``/
-    ``detected``: frames the detector ran on; ``ms``: stage time per detected frame."""
+    ``detected``: frames the detector ran on; ``ms``: stage time per detected frame, of which ``invoke_ms``
+    the model and ``track_ms`` the tracker (medians of the last 100)."""
     return {
         "fps": round(inference.rate.rate, 2),
         "ms": round(inference.busy_ms.percentile(50), 1),
         "invoke_ms": round(inference.invoke_ms.percentile(50), 1),
+        "track_ms": round(inference.track_ms.percentile(50), 2),
         "frames": inference.frames,
         "errors": inference.errors,
         "detect_fps": round(inference.detect_rate.rate, 2),
