@@ -392,6 +392,26 @@ def test_new_settings_are_validated() -> None:
         make_tracker(recovery_iou=0.0)
     with pytest.raises(TypeError, match=r"tracker\.direction_weight: must be a finite number"):
         make_tracker(direction_weight="0.2")
+    with pytest.raises(ValueError, match=r"tracker\.measurement_noise: must be in \(0, 1\]"):
+        make_tracker(measurement_noise=0)
+
+
+def test_measurement_noise_steadies_velocity_from_jittery_boxes() -> None:
+    """A walker at 3 px a frame, boxes jittered by 4 px: trusting each box less gives a steadier velocity
+    (and the same mean)."""
+    rng = np.random.default_rng(1)
+    jitter = rng.normal(0.0, 4.0, size=(120, 2))
+    spread = {}
+    for noise in (0.05, 0.15):
+        tracker = make_tracker(30.0, measurement_noise=noise)
+        vx = []
+        for i in range(120):
+            tracks = feed(tracker, [box(100 + 3 * i + jitter[i, 0], 200 + jitter[i, 1])])
+            if i >= 30:  # settled
+                vx.append(tracks[0].velocity[0] / 30.0)  # pixels per frame
+        assert abs(np.mean(vx) - 3.0) < 0.5
+        spread[noise] = float(np.std(vx))
+    assert spread[0.15] < 0.6 * spread[0.05], spread
 
 
 def test_settings_can_be_swapped_between_frames() -> None:

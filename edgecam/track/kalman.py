@@ -68,10 +68,12 @@ def predict(
     vv += std_vel**2 * scale2
 
 
-def update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def update(
+    mean: np.ndarray, cov: np.ndarray, z: np.ndarray, std_meas: float = STD_MEAS
+) -> tuple[np.ndarray, np.ndarray]:
     """Correct tracks (M, 8) with measurements z (M, 4). Returns new arrays."""
     pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
-    s = pp + STD_MEAS**2 * _wh4(z[:, 2:4]) ** 2
+    s = pp + std_meas**2 * _wh4(z[:, 2:4]) ** 2
     k_pos = pp / s
     k_vel = pv / s
     innovation = z - mean[:, :4]
@@ -92,6 +94,7 @@ def reupdate_line(
     std_pos: float = STD_POS,
     std_vel: float = STD_VEL,
     dt: float = 1.0,
+    std_meas: float = STD_MEAS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run `steps` predict(dt)+update cycles of one track with observations on the line start -> end.
 
@@ -102,7 +105,7 @@ def reupdate_line(
     pp, pv, vv = (row.tolist() for row in cov)
     a = start.tolist()
     b = end.tolist()
-    qp, qv, rm = std_pos * std_pos * dt, std_vel * std_vel * dt, STD_MEAS * STD_MEAS
+    qp, qv, rm = std_pos * std_pos * dt, std_vel * std_vel * dt, std_meas * std_meas
     dt2 = dt * dt
     for step in range(1, steps + 1):
         frac = step / steps

@@ -47,6 +47,11 @@ class TrackerSettings:
     """Before the IoU of a track's predicted box and a detection is taken, both boxes are widened by this
     fraction of their own width and height on every side (C-BIoU's buffered IoU; 0 = plain IoU): a gate
     that tolerates a little more motion error, relative to the object's size."""
+    measurement_noise: float = 0.05
+    """Standard deviation of a detected box's centre, width and height, as a fraction of the box's width or
+    height: the Kalman filter's measurement noise (ByteTrack's 1/20). Higher, the filter trusts its motion
+    model more and each detection less: steadier velocities from a jittery detector, slower to follow a
+    sudden change of motion."""
     scene_motion: bool = True
     """Estimate the motion all tracks share (a moving camera) from the tracks themselves, no image needed:
     each frame, the median change of the matched tracks' velocities, when it stands out from their spread.
@@ -84,6 +89,7 @@ class TrackerSettings:
         check("direction_lag_s", self.direction_lag_s > 0, "> 0")
         check("max_height_ratio", self.max_height_ratio == 0 or self.max_height_ratio > 1, "0 (off) or > 1")
         check("match_buffer", 0 <= self.match_buffer <= 1, "in [0, 1]")
+        check("measurement_noise", 0 < self.measurement_noise <= 1, "in (0, 1]")
 
 
 def validate_frame_rate(frame_rate: float) -> float:

@@ -37,10 +37,6 @@ from .settings import TrackerSettings, validate_frame_rate
 from .types import Track, TrackEvent, TrackState
 
 _EPS_T = 1e-6
-# Typical displacement of a box centre between two detections of a still object, in box heights: two
-# independent measurement errors of STD_MEAS each. Directions over shorter distances are mostly noise, so
-# the direction term fades out there (for the track's own direction and towards a detection alike).
-DIRECTION_NOISE = float(np.sqrt(2.0) * kalman.STD_MEAS)
 TENTATIVE, CONFIRMED, LOST = 0.0, 1.0, 2.0
 # Scene motion: the median velocity change of at least SCENE_MIN_TRACKS tracks matched in consecutive
 # frames counts, per axis, only if it exceeds SCENE_Z standard errors of that median (1.4826 * MAD /
@@ -59,7 +55,7 @@ SAVED = slice(20, 40)  # MEAN and COV right after the last match (start of the r
 OBS = slice(40, 44)  # last matched detection, cx cy w h
 CLS, STATE, ID, SCORE, HITS, FIRST_FRAME, LAST_FRAME, FIRST_SEEN, LAST_SEEN = range(44, 53)
 DIR = slice(53, 55)  # unit direction of motion between observations direction_lag_s apart
-DIR_CONF = 55  # confidence in DIR, 0 (unknown, or no motion beyond noise) to 1, see DIRECTION_NOISE
+DIR_CONF = 55  # confidence in DIR, 0 (unknown, or no motion beyond noise) to 1, see _direction_noise
 HIST_LEN = 8  # ring of recent observation centres: slot frame % HIST_LEN holds (frame, cx, cy)
 HIST = slice(56, 56 + 3 * HIST_LEN)
 SCENE_V = slice(56 + 3 * HIST_LEN, 58 + 3 * HIST_LEN)  # the scene's velocity when the track was last matched
@@ -137,6 +133,10 @@ class Tracker:
         """Settings may be swapped between frames (config reload); derived values follow."""
         self._settings = settings
         self._lag = min(max(round(settings.direction_lag_s * self.frame_rate), 1), HIST_LEN)
+        # Typical displacement of a box centre between two detections of a still object, in box heights:
+        # two independent measurement errors. Directions over shorter distances are mostly noise, so the
+        # direction term fades out there (for the track's own direction and towards a detection alike).
+        self._direction_noise = math.sqrt(2.0) * settings.measurement_noise
 
     def reset(self) -> None:
         """Forget all tracks (ids keep counting up, so they are never reused)."""
@@ -236,7 +236,7 @@ class Tracker:
             iou = _block(sim, t_idx, hi_idx)
             centres = (boxes[hi_idx, 0:2] + boxes[hi_idx, 2:4]) * 0.5
             cost = direction_cost(
-                t[t_idx, DIR], t[t_idx, DIR_CONF], origin[t_idx], centres, DIRECTION_NOISE * t[t_idx, 3]
+                t[t_idx, DIR], t[t_idx, DIR_CONF], origin[t_idx], centres, self._direction_noise * t[t_idx, 3]
             )
             # The term lies in [-w/2, w/2]; shifting it by w/2 keeps every admitted pair's score positive.
             score = iou + s.direction_weight * (cost * scores[None, hi_idx] + 0.5)
@@ -432,7 +432,8 @@ class Tracker:
         """
         rows = self._t[ti]  # a copy, written back at the end
         m = rows.shape[0]
-        mean, cov = kalman.update(rows[:, MEAN], rows[:, COV].reshape(m, 3, 4), z)
+        std_meas = self.settings.measurement_noise
+        mean, cov = kalman.update(rows[:, MEAN], rows[:, COV].reshape(m, 3, 4), z, std_meas)
         if self.settings.scene_motion:
             self._measure_scene(rows, mean)
         rows[:, MEAN] = mean
@@ -449,6 +450,7 @@ class Tracker:
                 int(gap[k]),
                 self._std_pos,
                 self._std_vel,
+                std_meas=std_meas,
             )
             r[MEAN] = mean_k
             r[COV] = cov_k.reshape(12)
@@ -457,7 +459,7 @@ class Tracker:
         norm = np.sqrt((step * step).sum(axis=1, keepdims=True))
         rows[:, DIR] = step / np.maximum(norm, 1e-6)
         # Confidence in that direction: how far the object moved against how far noise alone moves a centre.
-        rows[:, DIR_CONF] = norm[:, 0] / (norm[:, 0] + DIRECTION_NOISE * np.maximum(z[:, 3], 1.0))
+        rows[:, DIR_CONF] = norm[:, 0] / (norm[:, 0] + self._direction_noise * np.maximum(z[:, 3], 1.0))
         rows[:, OBS] = z
         self._remember(rows, z)
         rows[:, SCORE] = scores
