@@ -229,7 +229,7 @@ class Tracker:
         if s.scene_shift and hi_idx.size >= SCENE_MIN_TRACKS:
             self._shift = self._measure_shift(det[hi_idx], cls[hi_idx])
             if self._shift is not None:
-                self._move(_where(np.ones(len(self), dtype=bool)), self._shift)
+                self._move(np.arange(len(self)), self._shift)
         state = t[:, STATE]
         # One IoU matrix for the predicted boxes (buffered IoU if match_buffer > 0), used by stages 1 to 3;
         # pairs of different classes, or whose heights differ by more than max_height_ratio, never match.
