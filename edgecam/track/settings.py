@@ -49,10 +49,9 @@ class TrackerSettings:
     that tolerates a little more motion error, relative to the object's size."""
     scene_shift: bool = True
     """Before matching, measure the displacement the tracks share with their nearest confident detections
-    this frame (the median, when it stands out from their spread) and match against predictions moved by
-    it; tracks left unmatched keep the move, while the filters of matched ones still learn from their own
-    predictions. A handheld or vehicle camera's jolts, which no velocity foresees; with a fixed camera it
-    rarely finds one (and then a pixel or less)."""
+    this frame (the median, when it stands out from their spread and lines more of them up) and move every
+    track by it, seen or not. A hand-held or vehicle camera's jolts, which no velocity foresees; with a fixed
+    camera it rarely finds one."""
     measurement_noise: float = 0.05
     """Standard deviation of a detected box's centre, width and height, as a fraction of the box's width or
     height: the Kalman filter's measurement noise (ByteTrack's 1/20). Higher, the filter trusts its motion
