@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import http.server
 import json
@@ -18,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from edgecam.web.password import write_password_file
+
+A050 = "ssdlite_mobilenet_v2_a050_coco"
 
 
 def free_port() -> int:
@@ -106,6 +111,25 @@ class App:
                 raise AssertionError(f"edgecam did not stop within {timeout} s:\n{self.log()}") from None
         self._log.close()
         return time.monotonic() - start
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """An HTTP Basic Authorization header."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def password_app(
+    tmp: Path, model_dir: Path, media_dir: Path, password: str, stream: dict[str, Any], login: bool = True
+) -> App:
+    """The app on vtest.avi (SSDLite α0.5, one detector thread) behind stream.auth token with a password
+    file; `stream` adds stream settings. Its own requests log in as edgecam unless login is False."""
+    write_password_file(tmp / "auth", password)
+    config = {
+        "camera": {"source": str(media_dir / "vtest.avi")},
+        "detector": {"threads": 1},
+        "stream": {"auth": "token", "password_file": str(tmp / "auth"), **stream},
+    }
+    return App(tmp, model_dir, config, "--model", A050, auth=basic("edgecam", password) if login else None)
 
 
 class MjpegReader:

@@ -17,12 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from edgecam.web.password import write_password_file
-
-from support import App
+from support import password_app
 
 pytestmark = pytest.mark.slow
-A050 = "ssdlite_mobilenet_v2_a050_coco"
 PASSWORD = "correct-horse-battery"
 HA_PACKAGES = ("homeassistant==2024.3.3", "numpy==1.26.4")  # numpy: HA's camera imports its stream component
 
@@ -103,13 +100,7 @@ def drive(ha_python: Path, tmp_path: Path, url: str, username: str, password: st
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, model_dir, media_dir):
     tmp = tmp_path_factory.mktemp("ha-box")
-    write_password_file(tmp / "auth", PASSWORD)
-    app = App(
-        tmp, model_dir,
-        {"camera": {"source": str(media_dir / "vtest.avi")}, "detector": {"threads": 1},
-         "stream": {"auth": "token", "password_file": str(tmp / "auth"), "width": 320}},
-        "--model", A050,
-    )  # fmt: skip
+    app = password_app(tmp, model_dir, media_dir, PASSWORD, {"width": 320}, login=False)
     yield app
     app.stop()
     assert "Traceback" not in app.log()

@@ -3,7 +3,6 @@ too many clients, idle half-open connections and 50 viewers at once."""
 
 from __future__ import annotations
 
-import base64
 import socket
 import threading
 import time
@@ -14,12 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_web_attacks import Viewer
 
-from edgecam.web.password import write_password_file
-
-from support import App, MjpegReader, get, wait_for
+from support import A050, App, MjpegReader, basic, get, password_app, wait_for
 
 pytestmark = pytest.mark.slow
-A050 = "ssdlite_mobilenet_v2_a050_coco"
 PASSWORD = "correct-horse-battery"
 PROTECTED = ["/", "/app.js", "/stream.mjpg", "/snapshot.jpg", "/api/status", "/metrics"]
 
@@ -57,20 +53,10 @@ def request(
     return status, reply
 
 
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory, model_dir, media_dir):
     tmp = tmp_path_factory.mktemp("secured")
-    write_password_file(tmp / "auth", PASSWORD)
-    app = App(
-        tmp, model_dir,
-        {"camera": {"source": str(media_dir / "vtest.avi")}, "detector": {"threads": 1},
-         "stream": {"auth": "token", "password_file": str(tmp / "auth"), "max_clients": 60}},
-        "--model", A050, auth=basic("edgecam", PASSWORD),
-    )  # fmt: skip
+    app = password_app(tmp, model_dir, media_dir, PASSWORD, {"max_clients": 60})
     wait_for(lambda: get(app.base + "/healthz")[0] == 200, 60, what="the first frames")
     yield app
     app.stop()

@@ -13,13 +13,10 @@ import textwrap
 
 import numpy as np
 import pytest
-from test_web_attacks import basic, request
+from test_web_attacks import request
 
-from edgecam.web.password import write_password_file
+from support import basic, free_port, get, password_app, wait_for
 
-from support import App, free_port, get, wait_for
-
-A050 = "ssdlite_mobilenet_v2_a050_coco"
 PASSWORD = "correct horse battery"
 WIDTH, HEIGHT = 320, 240  # stream.width 320 on vtest.avi's 768x576
 
@@ -27,14 +24,8 @@ WIDTH, HEIGHT = 320, 240  # stream.width 320 on vtest.avi's 768x576
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, model_dir, media_dir):
     tmp_path = tmp_path_factory.mktemp("stream-clients")
-    write_password_file(tmp_path / "auth", PASSWORD)
-    app = App(
-        tmp_path, model_dir,
-        {"camera": {"source": str(media_dir / "vtest.avi")}, "detector": {"threads": 1},
-         "stream": {"auth": "token", "password_file": str(tmp_path / "auth"), "trusted_proxies": ["127.0.0.1"],
-                    "width": WIDTH}},
-        "--model", A050, auth=basic("edgecam", PASSWORD),
-    )  # fmt: skip
+    stream = {"trusted_proxies": ["127.0.0.1"], "width": WIDTH}
+    app = password_app(tmp_path, model_dir, media_dir, PASSWORD, stream)
     yield app
     app.stop()
 

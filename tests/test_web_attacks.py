@@ -5,7 +5,6 @@ Each test is one finding of issue #14 that the old threaded server failed."""
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import re
 import socket
@@ -16,13 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from edgecam.web.password import write_password_file
 from edgecam.web.server import HEADER_TIMEOUT_S, MAX_PER_ADDRESS
 
-from support import App, MjpegReader, get, wait_for
+from support import A050, App, MjpegReader, basic, get, password_app, wait_for
 
 pytestmark = pytest.mark.slow
-A050 = "ssdlite_mobilenet_v2_a050_coco"
 PASSWORD = "correct-horse-battery"
 
 
@@ -72,10 +69,6 @@ def status_of(reply: bytes) -> int:
     return int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/") else 0
 
 
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
 class Viewer(MjpegReader):
     """An MJPEG viewer from a given source address (another host, as far as the box can tell)."""
 
@@ -117,13 +110,7 @@ def open_box(tmp_path_factory, model_dir, media_dir):
 @pytest.fixture(scope="module")
 def locked_box(tmp_path_factory, model_dir, media_dir):
     tmp = tmp_path_factory.mktemp("locked")
-    write_password_file(tmp / "auth", PASSWORD)
-    app = App(
-        tmp, model_dir,
-        {"camera": {"source": str(media_dir / "vtest.avi")}, "detector": {"threads": 1},
-         "stream": {"auth": "token", "password_file": str(tmp / "auth"), "width": 320}},
-        "--model", A050, auth=basic("edgecam", PASSWORD),
-    )  # fmt: skip
+    app = password_app(tmp, model_dir, media_dir, PASSWORD, {"width": 320})
     yield app
     app.stop()
     assert "Traceback" not in app.log()
