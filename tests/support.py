@@ -22,6 +22,7 @@ import yaml
 
 from edgecam.web.password import write_password_file
 
+V1 = "ssd_mobilenet_v1_coco"
 A050 = "ssdlite_mobilenet_v2_a050_coco"
 
 

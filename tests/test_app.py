@@ -11,10 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from support import App, MjpegCamera, MjpegReader, get, wait_for
+from support import A050, V1, App, MjpegCamera, MjpegReader, get, wait_for
 
 pytestmark = pytest.mark.slow
-V1, A050 = "ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco"
 
 
 def decode(cv2, data: bytes) -> np.ndarray:

@@ -11,7 +11,8 @@ from edgecam.detect.detector import Detector, load_detector_file, make_interpret
 from edgecam.detect.manifest import load_manifest
 from edgecam.detect.runtime import find_runtime
 
-V1, A050 = "ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco"
+from support import A050, V1
+
 ALL = DetectionFilter(threshold=0.0)
 
 

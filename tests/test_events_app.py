@@ -13,10 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_mqtt import EVENT_KEYS, Broker, Subscriber
 
-from support import App, get, wait_for
+from support import V1, App, get, wait_for
 
 pytestmark = pytest.mark.slow
-V1 = "ssd_mobilenet_v1_coco"
 SNAPSHOT_BYTES = 300_000
 
 

@@ -20,10 +20,9 @@ from edgecam.app.pipeline import Overrides, Pipeline
 from edgecam.config import LoadedConfig, parse_config
 from edgecam.detect import Detector
 
-from support import App, MjpegReader, get, wait_for
+from support import A050, V1, App, MjpegReader, get, wait_for
 
 pytestmark = pytest.mark.slow
-V1, A050 = "ssd_mobilenet_v1_coco", "ssdlite_mobilenet_v2_a050_coco"
 
 
 # ---- config hot reload ---------------------------------------------------------------------------------------

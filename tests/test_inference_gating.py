@@ -8,10 +8,9 @@ import time
 
 import pytest
 
-from support import App, MjpegReader, get, wait_for
+from support import A050, App, MjpegReader, get, wait_for
 
 pytestmark = pytest.mark.slow
-A050 = "ssdlite_mobilenet_v2_a050_coco"
 FPS = 15.0
 
 

@@ -8,9 +8,7 @@ import pytest
 from edgecam.capture.network import redact_url
 from edgecam.capture.redact import scrub
 
-from support import App, free_port, get, wait_for
-
-A050 = "ssdlite_mobilenet_v2_a050_coco"
+from support import A050, App, free_port, get, wait_for
 
 
 @pytest.mark.parametrize(
