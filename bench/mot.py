@@ -14,6 +14,7 @@ or flag-0 gt row are dropped; then class-1 flag-1 gt rows are scored at IoU >= 0
     python bench/mot.py --pan --cmc          # the panned copies, telling the tracker the camera motion
     python bench/mot.py --subsample 2,3 --dropout 0.2   # plus every 2nd / 3rd frame, and a weaker detector
     python bench/mot.py --shake              # plus each sequence seen by a shaking, hand-held camera
+    python bench/mot.py --pan 750 --shake 6  # a faster pan and harder jolts (pixels; see --help)
 
 Leave-one-sequence-out (`--loo`): every grid point is tracked once on every sequence; for each fold the
 point with the fewest ID switches over the other sequences, among the points within --idf1-tolerance of the
@@ -49,6 +50,7 @@ import argparse  # noqa: E402
 import configparser  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -249,7 +251,13 @@ def choose(per_point: list[dict[str, dict]], names: list[str], tolerance: float 
 PAN_SUFFIX = "+pan"
 
 
-def make_panned(seq_dir: Path, out_root: Path, amplitude: float = 250.0, period_s: float = 6.0) -> Path:
+PAN_AMPLITUDE = 250.0
+PAN_PERIOD_S = 6.0
+
+
+def make_panned(
+    seq_dir: Path, out_root: Path, amplitude: float = PAN_AMPLITUDE, period_s: float = PAN_PERIOD_S
+) -> Path:
     """A copy of a sequence as seen by a camera panning back and forth (a smooth sinusoid, up to
     2*pi*amplitude/period_s px/s sideways and a third of that vertically): detections and ground truth are
     shifted by the pan, and `cmc.txt` holds its exact frame-to-frame motion (for --cmc). It stands in for
@@ -287,7 +295,12 @@ def write_shifted(seq_dir: Path, out: Path, offset: np.ndarray) -> Path:
 SHAKE_SUFFIX = "+shake"
 
 
-def shake_offsets(n: int, fps: float, sigma: float = 2.0, rho: float = 0.8, seed: int = 0) -> np.ndarray:
+SHAKE_SIGMA = 2.0
+
+
+def shake_offsets(
+    n: int, fps: float, sigma: float = SHAKE_SIGMA, rho: float = 0.8, seed: int = 0
+) -> np.ndarray:
     """Camera offsets of frames 0..n for make_shaken: a velocity that keeps a fraction rho of itself from
     one 30 fps frame to the next and takes a random kick of sigma px (half that vertically), integrated.
     At the defaults the camera drifts at about 3 px a frame (100 px/s), changing direction within a second:
@@ -304,7 +317,7 @@ def shake_offsets(n: int, fps: float, sigma: float = 2.0, rho: float = 0.8, seed
     return offset
 
 
-def make_shaken(seq_dir: Path, out_root: Path, sigma: float = 2.0, seed: int = 0) -> Path:
+def make_shaken(seq_dir: Path, out_root: Path, sigma: float = SHAKE_SIGMA, seed: int = 0) -> Path:
     """A copy `SEQ+shake` of a sequence as seen by a shaking camera (see shake_offsets): detections and
     ground truth moved alike, with the exact camera motion in `cmc.txt`. MOT17-10 is filmed hand-held and
     MOT17-13 from a bus: jolts that no velocity foresees, unlike the smooth pan of make_panned."""
@@ -698,8 +711,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--pan",
-        action="store_true",
-        help="also run each sequence as seen by a synthetic panning camera (SEQ+pan, same fold as SEQ)",
+        nargs="?",
+        type=float,
+        const=PAN_AMPLITUDE,
+        default=None,
+        metavar="PX",
+        help="also run each sequence as seen by a synthetic panning camera (SEQ+pan, same fold as SEQ), "
+        f"swinging PX pixels either way every {PAN_PERIOD_S:g} s (default {PAN_AMPLITUDE:g})",
     )
     parser.add_argument(
         "--zoom",
@@ -708,8 +726,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--shake",
-        action="store_true",
-        help="also run each sequence as seen by a shaking, hand-held camera (SEQ+shake, same fold)",
+        nargs="?",
+        type=float,
+        const=SHAKE_SIGMA,
+        default=None,
+        metavar="PX",
+        help="also run each sequence as seen by a shaking, hand-held camera (SEQ+shake, same fold), its "
+        f"velocity kicked by PX pixels a frame (default {SHAKE_SIGMA:g})",
     )
     parser.add_argument(
         "--subsample",
@@ -742,17 +765,20 @@ def main(argv: list[str] | None = None) -> int:
     if not data_dir.is_dir():
         parser.error(f"data dir not found: {data_dir} (use --data or $EDGECAM_MOT_DIR)")
     seq_dirs = {name: data_dir / name for name in args.seq}
-    if args.pan:
+    for flag, value in (("--pan", args.pan), ("--shake", args.shake)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            parser.error(f"{flag} must be a positive number of pixels (got {value:g})")
+    if args.pan is not None:
         pan_root = args.out / "pan"
         for name in args.seq:
-            seq_dirs[name + PAN_SUFFIX] = make_panned(data_dir / name, pan_root)
+            seq_dirs[name + PAN_SUFFIX] = make_panned(data_dir / name, pan_root, args.pan)
     if args.zoom:
         zoom_root = args.out / "zoom"
         for name in args.seq:
             seq_dirs[name + ZOOM_SUFFIX] = make_zoomed(data_dir / name, zoom_root)
-    if args.shake:
+    if args.shake is not None:
         for name in args.seq:
-            seq_dirs[name + SHAKE_SUFFIX] = make_shaken(data_dir / name, args.out / "shake")
+            seq_dirs[name + SHAKE_SUFFIX] = make_shaken(data_dir / name, args.out / "shake", args.shake)
     for k in args.subsample:
         for name in args.seq:
             seq_dirs[f"{name}{SUB_SUFFIX}{k}"] = make_subsampled(data_dir / name, args.out / "sub", k)
@@ -768,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
             seq_dirs, grid, args.min_score, dict(args.set), log, args.cmc, args.jobs, args.idf1_tolerance
         )
         args.out.mkdir(parents=True, exist_ok=True)
-        proxies = "-pan" * args.pan + "-zoom" * args.zoom + "-shake" * args.shake
+        proxies = "-pan" * (args.pan is not None) + "-zoom" * args.zoom + "-shake" * (args.shake is not None)
         proxies += "".join(f"-sub{k}" for k in args.subsample)
         saved = args.out / ("loo" + proxies + "-drop" * (args.dropout is not None) + ".json")
         saved.write_text(json.dumps(report, indent=2))

@@ -327,3 +327,38 @@ def test_proxy_flags_add_copies_in_the_same_fold(tmp_path: Path, capsys: pytest.
     held = report["folds"][0]["held_out_metrics"]
     assert set(held) == {"A", "A+sub2", "A+sub3", "A+drop"}
     assert set(report["held_out_mean"]) == {"dev", "+sub2", "+sub3", "+drop"}
+
+
+def test_pan_and_shake_take_their_size_in_pixels(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bench = _load_bench()
+    data = tmp_path / "data"
+    _tiny_sequence(data, n=20, name="A")
+    common = [
+        "--data",
+        str(data),
+        "--seq",
+        "A",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-timing",
+        "--repeat",
+        "1",
+    ]
+    for bad in (["--pan", "0"], ["--shake", "-1"], ["--pan", "nan"], ["--shake", "x"]):
+        with pytest.raises(SystemExit):
+            bench.main([*common, *bad])
+    capsys.readouterr()
+    assert bench.main([*common, "--pan", "400", "--shake", "3"]) == 0
+    want = {
+        "pan": bench.make_panned(data / "A", tmp_path / "want", 400.0),
+        "shake": bench.make_shaken(data / "A", tmp_path / "want", 3.0),
+    }
+    for kind, expected in want.items():
+        got = (tmp_path / "out" / kind / expected.name / "det" / "det.txt").read_text()
+        assert got == (expected / "det" / "det.txt").read_text()
+    # Without a value, the documented defaults.
+    assert bench.main([*common, "--pan", "--shake"]) == 0
+    default = bench.make_panned(data / "A", tmp_path / "default")
+    assert (tmp_path / "out" / "pan" / default.name / "det" / "det.txt").read_text() == (
+        default / "det" / "det.txt"
+    ).read_text()
