@@ -441,10 +441,21 @@ def _cmd_password_set(args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\n")
     if len(password) < 8:
         return _fail("a stream password needs at least 8 characters; nothing written")
-    write_password_file(args.file, password)
+    try:
+        old = args.file.stat() if args.file.exists() else None
+        write_password_file(args.file, password)
+    except OSError as exc:  # e.g. /etc/edgecam without sudo
+        return _fail(f"cannot write {args.file}: {exc.strerror or exc}; nothing changed (run it with sudo?)")
     if args.generate:
         print(password)
-    print(f"password hash written to {args.file}", file=sys.stderr)
+    print(f"password hash written to {args.file} (a running edgecam applies it in seconds)", file=sys.stderr)
+    new = args.file.stat()
+    if old is not None and (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
+        print(
+            f"edgecam: warning: could not keep the owner of {args.file} ({old.st_uid}:{old.st_gid}, now "
+            f"{new.st_uid}:{new.st_gid}), so the service may not be able to read it; run this with sudo",
+            file=sys.stderr,
+        )
     return 0
 
 

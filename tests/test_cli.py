@@ -93,3 +93,11 @@ def test_bench_detector_defaults_to_the_auto_ladder_and_prints_a_table(model_dir
         "ssdlite_mobilenet_v2_a050_coco",
     ]
     assert "{" not in result.stdout  # the table or JSON, not both
+
+
+def test_password_set_where_it_cannot_write_says_so_without_a_traceback(tmp_path):
+    target = tmp_path / "missing-dir" / "auth"
+    result = edgecam("password", "set", "--file", str(target), "--generate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"cannot write {target}" in result.stderr and "nothing changed" in result.stderr
+    assert not target.parent.exists()

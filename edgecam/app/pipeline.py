@@ -283,7 +283,16 @@ class Pipeline:
         self.chain.attach_events(self.events, config, self._on_output)
         self.metrics = Metrics(self.status)
         self.authenticator: Authenticator = authenticator_for(config.stream, loaded.resolve, self.bind)
-        self.watcher = ConfigWatcher(loaded.path, self.reload) if loaded.path is not None else None
+        self.watcher = (  # a password file written over (`sudo edgecam password set`) reloads too
+            ConfigWatcher(
+                loaded.path,
+                self.reload,
+                password_stale=lambda: self.authenticator.stale(),
+                password_error=lambda: self.authenticator.error,
+            )
+            if loaded.path is not None
+            else None
+        )
         self.supervisor = Supervisor(self.chain.stages(), config.service.watchdog_s)
         try:
             runtime = find_runtime()

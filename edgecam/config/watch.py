@@ -65,27 +65,65 @@ def fingerprint(path: Path) -> tuple[int, int, str] | None:
 
 
 class ConfigWatcher(threading.Thread):
-    """Calls ``on_change()`` when the file's content changes (not for a touch that keeps the content)."""
+    """Calls ``on_change()`` when the file's content changes (not for a touch that keeps the content), and
+    when ``password_stale()`` turns true: the stream password file was written over (`sudo edgecam password
+    set`), which the reload picks up. ``on_change()`` returns False when it could not apply the config;
+    ``password_error()`` says why a new password file cannot be used."""
 
-    def __init__(self, path: Path, on_change: Callable[[], None], interval_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        on_change: Callable[[], bool | None],
+        interval_s: float = 2.0,
+        *,
+        password_stale: Callable[[], bool] | None = None,
+        password_error: Callable[[], str | None] | None = None,
+    ) -> None:
         super().__init__(name="config-watcher", daemon=True)
         self.path = path
         self._on_change = on_change
         self._interval_s = interval_s
+        self._password_stale = password_stale
+        self._password_error = password_error
         self._stopping = threading.Event()
         self._last = fingerprint(path)
+        self._was_stale = False
 
     def run(self) -> None:
         while not self._stopping.wait(self._interval_s):
-            current = fingerprint(self.path)
-            if current is None or (self._last is not None and current[2] == self._last[2]):
-                self._last = current or self._last
-                continue
-            self._last = current
             try:
-                self._on_change()
+                self.poll()
             except Exception:  # the watcher must outlive any reload bug
                 log.exception("config reload failed")
+
+    def poll(self) -> None:
+        """One look at the config file and the password file; reloads when either changed."""
+        current = fingerprint(self.path)
+        changed = current is not None and (self._last is None or current[2] != self._last[2])
+        self._last = current or self._last
+        stale = self._stale()
+        # Once per change of the password file: a reload that cannot apply it (config.yaml has an error)
+        # is not retried every poll; fixing the config reloads it anyway.
+        password_changed, self._was_stale = stale and not self._was_stale, stale
+        if not (changed or password_changed):
+            return
+        applied = self._on_change()
+        if not stale:
+            return
+        still_stale = self._stale()
+        # Written over again during the reload: the next poll reloads once more.
+        self._was_stale = still_stale and applied is False
+        if self._was_stale:
+            log.warning(
+                "stream password file changed, but the config could not be reloaded (see above): the old "
+                "password stays in use until %s is fixed",
+                self.path,
+            )
+        elif not still_stale and not (self._password_error and self._password_error()):  # else it said why
+            log.info("stream password file changed: new password applied")
+
+    def _stale(self) -> bool:
+        return self._password_stale is not None and bool(self._password_stale())
 
     def stop(self) -> None:
         self._stopping.set()

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
 from pathlib import Path
 
 N, R, P = 2**14, 8, 1  # ~16 MiB and ~50 ms per check on a Pi 4: slow for guessing, fine for a login
@@ -56,12 +57,36 @@ def read_password_file(path: Path) -> str:
 
 
 def write_password_file(path: Path, password: str) -> None:
-    """Write the hash atomically, readable by owner and group only."""
+    """Write the hash atomically. A new file is readable by owner and group only; one written over keeps its
+    owner, group and mode as far as this user may set them (the installer's root:edgecam 0640 stays
+    readable by the service after `sudo edgecam password set`)."""
+    try:
+        old: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        old = None
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(hash_password(password) + "\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            if old is not None:
+                _keep_owner_and_mode(fh.fileno(), old)
+            fh.write(hash_password(password) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _keep_owner_and_mode(fd: int, old: os.stat_result) -> None:
+    """Owner and group of ``old`` where permitted (root may set both, an owner only a group of its own),
+    then its mode (after chown, which may clear set-id bits)."""
+    for uid, gid in ((old.st_uid, old.st_gid), (-1, old.st_gid)):
+        try:
+            os.fchown(fd, uid, gid)
+            break
+        except OSError:  # not permitted (not root), or a file system without owners
+            continue
+    os.fchmod(fd, stat.S_IMODE(old.st_mode))
 
 
 def generate_password() -> str:
