@@ -23,6 +23,7 @@ from edgecam.capture import CaptureThread, SourceState, open_source, resolve_aut
 from edgecam.capture.motion import MotionDetector, MotionSettings, normalized_masks
 from edgecam.capture.slot import LatestFrameSlot
 from edgecam.config import Config, ConfigError, LoadedConfig, load_config
+from edgecam.config.load import FileIssue
 from edgecam.config.sections import MotionConfig
 from edgecam.config.watch import RESTART_KEYS, ConfigWatcher, changed_keys
 from edgecam.detect import DetectionFilter, Detector, load_detector
@@ -337,6 +338,7 @@ class Pipeline:
         with self._reload_lock:
             try:
                 new = load_config(self.loaded.path)
+                self._refuse_dropping_the_password(new.config)
             except ConfigError as exc:
                 self.config_error = str(exc)
                 for issue in exc.issues[:-1]:
@@ -358,6 +360,19 @@ class Pipeline:
                 ", ".join(self.pending_restart),
             )
         return True
+
+    def _refuse_dropping_the_password(self, config: Config) -> None:
+        """A reload never turns the stream password off by leaving it out: a file cut short (an interrupted
+        save, a full disk) is still valid YAML, and without its stream section ``auth: auto`` means none. Only
+        an explicit ``stream.auth: none`` does; otherwise the whole new file is refused, as the rest of a cut
+        file (zones, recording, classes back to their defaults) is no more what was meant than the password."""
+        stream = config.stream
+        if self.authenticator.mode != "none" and stream.auth_mode == "none" and stream.auth != "none":
+            message = (
+                "stream: the new file sets no password_file, so the stream would be open to anyone (was the "
+                "file cut short?); to turn the password off, set stream.auth: none"
+            )
+            raise ConfigError([FileIssue(str(self.loaded.path), 0, "stream", message)])
 
     def _apply_live(self, config: Config) -> None:
         inference = self.chain.inference

@@ -88,7 +88,10 @@ def load_config(path: Path | None) -> LoadedConfig:
 def parse_config(text: str, filename: str = "config.yaml") -> Config:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_alias_bombs(root, filename)  # before anything walks the values with their aliases expanded
         data = yaml.safe_load(text)
+    except RecursionError:  # [[[[… thousands deep: the YAML parser itself recurses
+        raise ConfigError([FileIssue(filename, 0, "", "nested too deeply to be a config")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark else 0
@@ -123,7 +126,65 @@ def parse_config(text: str, filename: str = "config.yaml") -> Config:
     return config
 
 
-def _duplicate_keys(node: yaml.Node | None, filename: str, path: str = "") -> list[ConfigIssue]:
+MAX_CONFIG_VALUES = 100_000  # keys and values with YAML aliases expanded; a real config has a few thousand
+
+
+def _refuse_alias_bombs(root: yaml.Node | None, filename: str) -> None:
+    """A YAML alias (``*name``) repeats the node its anchor names, so a few hundred bytes of aliases to
+    aliases stand for billions of values: whatever walks them (validation, dumps, comparisons) would take
+    hours. Counted once per node, the expanded size is known in no time; too big, or a loop, is refused,
+    naming the top-level key where it happens."""
+    sizes: dict[int, int] = {}
+    busy: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in busy:
+            raise _Loop
+        busy.add(key)
+        if isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(item) for item in node.value)
+        else:
+            total = 1
+        busy.discard(key)
+        sizes[key] = total
+        return total
+
+    entries = root.value if isinstance(root, yaml.MappingNode) else [(None, root)] if root else []
+    total = 0
+    for key_node, value_node in entries:
+        where = key_node or value_node
+        name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else ""
+        try:
+            total += size(value_node) + (size(key_node) if key_node else 0)
+        except _Loop:
+            message = "a YAML alias (*name) inside the value its anchor (&name) names: a loop, never a config"
+            raise ConfigError([ConfigIssue(filename, where.start_mark.line + 1, name, message)]) from None
+        if total > MAX_CONFIG_VALUES:
+            message = (
+                f"the file holds more than {MAX_CONFIG_VALUES} values"
+                + (" once its YAML aliases (*name) are expanded" if total > len(sizes) else "")
+                + ", not a config (a real one has a few thousand)"
+            )
+            raise ConfigError([ConfigIssue(filename, where.start_mark.line + 1, name, message)])
+
+
+class _Loop(Exception):
+    pass
+
+
+def _duplicate_keys(
+    node: yaml.Node | None, filename: str, path: str = "", visited: set[int] | None = None
+) -> list[ConfigIssue]:
+    """Each node is looked at once: one reached again through an alias has been checked already."""
+    visited = set() if visited is None else visited
+    if node is None or id(node) in visited:
+        return []
+    visited.add(id(node))
     issues: list[ConfigIssue] = []
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -140,10 +201,10 @@ def _duplicate_keys(node: yaml.Node | None, filename: str, path: str = "") -> li
                     )
                 )
             seen.add(key)
-            issues += _duplicate_keys(value_node, filename, dotted)
+            issues += _duplicate_keys(value_node, filename, dotted, visited)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            issues += _duplicate_keys(item, filename, f"{path}[{i}]")
+            issues += _duplicate_keys(item, filename, f"{path}[{i}]", visited)
     return issues
 
 
