@@ -49,6 +49,14 @@ _WRONG_USER = object()
 
 
 @dataclass(frozen=True)
+class _OtherUser:
+    """Basic credentials for another user name: refused, but only after hashing the password like any
+    guess, so the time taken does not tell a right user name from a wrong one."""
+
+    password: str
+
+
+@dataclass(frozen=True)
 class Verdict:
     ok: bool
     status: int = 200  # 401 or 429 when not ok
@@ -298,17 +306,21 @@ class Authenticator:
             if count:
                 limiter.failed(client)
             return Verdict(False, 401)
+        other_user = isinstance(secret, _OtherUser)
+        if other_user:
+            secret = secret.password
         assert isinstance(secret, str)
         key = hmac.new(self._key, secret.encode(), hashlib.sha256).digest()
-        with self._lock:
-            if key in self._accepted:
-                self._accepted.move_to_end(key)
-                return Verdict(True)
+        if not other_user:
+            with self._lock:
+                if key in self._accepted:
+                    self._accepted.move_to_end(key)
+                    return Verdict(True)
         if count and (retry := limiter.begin(client)):
             return Verdict(False, 429, retry)
         ok = False
         try:
-            ok = await self.hasher.verify(secret, self._hash)
+            ok = await self.hasher.verify(secret, self._hash) and not other_user
         finally:
             if count:
                 limiter.end(client, ok)
@@ -321,7 +333,8 @@ class Authenticator:
         return Verdict(True)
 
     def _presented_secret(self, path: str, authorization: str | None, token: str | None) -> Any:
-        """The password presented, None for none, _WRONG_USER for Basic with another user name."""
+        """The password presented, None for none, _OtherUser for Basic with another user name, _WRONG_USER
+        for credentials that cannot be read."""
         tokens_ok = self.mode == "token"
         if authorization:
             scheme, _, value = authorization.strip().partition(" ")
@@ -334,7 +347,7 @@ class Authenticator:
                     return (
                         password
                         if hmac.compare_digest(user.encode(), self.username.encode())
-                        else _WRONG_USER
+                        else _OtherUser(password)
                     )
                 # "Basic Og==": empty user and password, i.e. no credentials; a token may follow
             elif scheme.lower() == "bearer" and tokens_ok:
