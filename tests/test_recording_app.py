@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import os
 import shutil
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+
+from edgecam.web.server import SEND_TIMEOUT_S
 
 from support import App, get, wait_for
 
@@ -193,4 +199,74 @@ def test_the_page_lists_events_and_plays_a_clip_in_chromium(tmp_path, model_dir,
             finally:
                 browser.close()
     finally:
+        app.stop()
+
+
+def open_clip_files(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd).endswith(".mp4")
+    return count
+
+
+@pytest.mark.slow
+def test_clip_downloads_nobody_reads_are_cancelled_and_free_their_files(
+    tmp_path, model_dir, media_dir, needs_ffprobe
+):
+    # Found by attacking the box: the idle timer closed a connection while asyncio's sendfile still waited on
+    # it, so the request never ended and its clip file stayed open (1,201 of them, a flood of "Task was
+    # destroyed" errors, and once a web server deadlocked for good). Now a download the client takes nothing
+    # of for SEND_TIMEOUT_S is cancelled, and a slow but steady reader still gets it all.
+    data = tmp_path / "data"
+    app = recording_app(tmp_path, model_dir, media_dir, data)
+    stalled: list[socket.socket] = []
+    try:
+        event = wait_for(lambda: with_clip(app), 120, interval=0.5, what="an event with a complete clip")
+        status, _, clip = get(app.base + event["clip"])
+        assert status == 200
+        # Padded past what the kernel buffers for a client that reads nothing (loopback's send buffer grows
+        # to 4 MB), so each of these sends really stalls.
+        (path,) = [p for p in (data / "clips").glob("*.mp4") if p.read_bytes() == clip]
+        with path.open("ab") as fh:
+            fh.write(bytes(6 << 20))
+        clip = path.read_bytes()
+        ask = f"GET {event['clip']} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        for n in range(12):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+            s.bind((f"127.0.3.{n + 1}", 0))
+            s.connect(("127.0.0.1", app.port))
+            s.sendall(ask)
+            stalled.append(s)
+        slow = socket.create_connection(("127.0.0.1", app.port), timeout=30)
+        slow.sendall(ask.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        held = wait_for(
+            lambda: open_clip_files(app.proc.pid) >= len(stalled) or None, 10, what="stalled sends"
+        )
+        assert held, f"the {len(clip)}-byte clip fits the socket buffers: nothing stalls, nothing is tested"
+
+        got = bytearray()
+        started = time.monotonic()
+        while chunk := slow.recv(65536):  # slowly, with pauses: taking some all along
+            got += chunk
+            time.sleep(0.05)
+        slow.close()
+        assert got.endswith(clip) and time.monotonic() - started > 1.0
+
+        wait_for(
+            lambda: open_clip_files(app.proc.pid) == 0, 3 * SEND_TIMEOUT_S + 10, what="clip files closed"
+        )
+        for s in stalled:  # the server ended each one: what the kernel buffered, then EOF or a reset
+            s.settimeout(10)
+            with contextlib.suppress(ConnectionResetError):
+                while s.recv(65536):
+                    pass
+        assert get(app.base + "/healthz")[0] == 200
+        log = app.log()
+        assert "Task was destroyed" not in log and "InvalidStateError" not in log and "Traceback" not in log
+    finally:
+        for s in stalled:
+            s.close()
         app.stop()

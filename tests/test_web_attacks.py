@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecam.web.server import HEADER_TIMEOUT_S, MAX_PER_ADDRESS
+from edgecam.web.server import HEADER_TIMEOUT_S, MAX_CONNECTIONS, MAX_PER_ADDRESS
 
 from support import A050, App, MjpegReader, basic, get, password_app, wait_for
 
@@ -300,6 +300,31 @@ def test_guesses_from_many_hosts_throttle_but_never_refuse_the_right_password(lo
 # ---- Medium 7: a body never runs as the next request ---------------------------------------------------------
 
 
+def test_a_few_hosts_holding_idle_keep_alive_connections_lock_nobody_out(open_box):
+    # Found by attacking the box: 8 addresses x 32 keep-alive connections, each asking for /healthz now and
+    # then, held every slot, and everybody else got 503 for as long as they liked. Now a new connection at
+    # the cap closes the one idle the longest.
+    app = open_box
+    hosts = -(-MAX_CONNECTIONS // MAX_PER_ADDRESS)
+    held: list[socket.socket] = []
+    try:
+        for n in range(MAX_CONNECTIONS):
+            s = connect(app.port, host(120 + n % hosts))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert status_of(read_reply(s, until=b"\r\n\r\n")) in (200, 503), n  # kept alive
+            held.append(s)
+        for _ in range(3):  # somebody else, three times over
+            status, reply = request(app.port, "/api/status", source=host(110))
+            assert status == 200, reply[:200]
+        # The oldest idle ones made room: closed by the server, the rest still open.
+        assert read_reply(held[0], quiet_s=2.0) == b""
+        held[-1].sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert status_of(read_reply(held[-1], until=b"\r\n\r\n")) in (200, 503)
+    finally:
+        for s in held:
+            s.close()
+
+
 def test_a_get_body_is_read_not_run_as_the_next_request(open_box):
     app = open_box
     smuggled = b"GET /snapshot.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -328,6 +353,12 @@ def test_host_header_is_checked_on_a_box_without_password(open_box):
         with connect(app.port, host(91)) as s:
             s.sendall(f"GET /api/status HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
             assert status_of(read_reply(s)) == 200, name
+    # A Host that is no host name at all ("[x" made urlsplit raise) was a 500 and a traceback per request.
+    for name in ("[x", "[::1", "a]b"):
+        with connect(app.port, host(91)) as s:
+            s.sendall(f"GET /api/status HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+            assert status_of(read_reply(s)) == 421, name
+    assert "Traceback" not in app.log()
 
 
 def test_malformed_requests_get_security_headers_and_one_log_line(open_box):

@@ -6,9 +6,13 @@ on each connection (``_Connection``):
 
 - a header deadline: a connection that has not sent a whole request head within ``HEADER_TIMEOUT_S``
   (from its first byte, or from opening) is closed; an idle keep-alive connection after ``IDLE_TIMEOUT_S``;
+- a send deadline: a response the client takes nothing of for ``SEND_TIMEOUT_S`` (a clip it never reads;
+  progress is the kernel's count of bytes the client acknowledged) is cancelled. Cancelled, not closed under
+  it: closing a socket while asyncio's sendfile waits on it leaves that wait, and the open file, pending;
 - a per-address cap: one address holds at most ``MAX_PER_ADDRESS`` connections (trusted proxies excepted),
   the rest get ``429`` with Retry-After (a response, not a reset), so one host can never hold the global
-  cap of ``MAX_CONNECTIONS``;
+  cap of ``MAX_CONNECTIONS``; at that cap a new connection closes the one idle the longest (between
+  requests, or not yet through its head), so a few hosts holding keep-alive connections lock nobody out;
 - security headers on every response, the parser's own errors included, and never a traceback;
 - one log line a minute about failed connections, however many there are.
 
@@ -24,6 +28,7 @@ import ipaddress
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -56,12 +61,18 @@ SECURITY_HEADERS = {
 }
 TEXT = "text/plain; charset=utf-8"
 
-MAX_CONNECTIONS = 256  # open connections in all; beyond it new ones get 503
+MAX_CONNECTIONS = (
+    256  # open connections in all; beyond it the longest idle one is closed, or a new one gets 503
+)
 MAX_PER_ADDRESS = 32  # open connections from one address (a trusted proxy is not limited); beyond: 429
 HEADER_TIMEOUT_S = 5.0  # to send a whole request head, from the first byte (or from connecting)
 IDLE_TIMEOUT_S = 15.0  # a keep-alive connection with nothing to do is closed after this
 RETRY_AFTER_S = 5
 STREAM_WRITE_TIMEOUT_S = 20.0  # a viewer that takes no data for this long is dropped
+SEND_TIMEOUT_S = 20.0  # a response (a clip) the client takes nothing of for this long is cancelled
+SEND_MIN_RATE = (
+    32 * 1024
+)  # bytes/s: where TCP_INFO is missing, a download must average this (after the above)
 WORKERS = 2
 FAILURE_LOG_INTERVAL_S = 60.0
 
@@ -93,6 +104,21 @@ def _raw_response(status: int, reason: str, body: str, extra: dict[str, str]) ->
     return f"HTTP/1.1 {status} {reason}\r\n{head}\r\n".encode() + data
 
 
+_TCPI_BYTES_ACKED = 120  # offset of tcpi_bytes_acked (u64) in Linux's struct tcp_info (since Linux 4.1)
+
+
+def _bytes_acked(sock: Any) -> int | None:
+    """How many bytes the peer has acknowledged on this TCP socket, or None where the kernel does not say
+    (not Linux): a send's progress even when asyncio's sendfile bypasses the transport's buffer."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_BYTES_ACKED + 8)
+    except (AttributeError, OSError):
+        return None
+    if len(info) < _TCPI_BYTES_ACKED + 8:
+        return None
+    return int.from_bytes(info[_TCPI_BYTES_ACKED : _TCPI_BYTES_ACKED + 8], sys.byteorder)
+
+
 class _Gate:
     """Connection counts, shared by every connection of one server."""
 
@@ -102,19 +128,31 @@ class _Gate:
         self.total = 0
         self.refused = 0
         self.failures: Counter[str] = Counter()  # malformed or failed connections since the last log line
+        self.idle: dict[_Connection, None] = {}  # connections neither handling nor sending; oldest first
+        self.evicted = 0
         self.last_failure = ""
         self._logged_at = 0.0
 
     def admit(self, peer: str) -> tuple[int, str, str] | None:
-        if self.total >= MAX_CONNECTIONS:
-            return 503, "Service Unavailable", f"too many connections ({MAX_CONNECTIONS}); try again\n"
         if self.per_address[peer] >= MAX_PER_ADDRESS and not self.server.app.authenticator.proxies.trusted(
             peer
         ):
             return 429, "Too Many Requests", f"too many connections from {peer} (at most {MAX_PER_ADDRESS})\n"
+        if self.total >= MAX_CONNECTIONS and not self._evict_idle():
+            return 503, "Service Unavailable", f"too many connections ({MAX_CONNECTIONS}); try again\n"
         self.per_address[peer] += 1
         self.total += 1
         return None
+
+    def _evict_idle(self) -> bool:
+        """Close the connection idle the longest, to make room; False when every one is busy."""
+        while self.idle:
+            oldest = next(iter(self.idle))
+            del self.idle[oldest]
+            if oldest.evict():
+                self.evicted += 1
+                return True
+        return False
 
     def release(self, peer: str) -> None:
         self.total -= 1
@@ -151,6 +189,11 @@ class _Connection(web_protocol.RequestHandler):
         self._waiting_for_head = True
         self._timer: asyncio.TimerHandle | None = None
         self._raw: asyncio.Transport | None = None
+        self._sending: web.StreamResponse | None = None  # the response aiohttp is sending, if any
+        self._send_task: asyncio.Task[Any] | None = None
+        self._send_started = 0.0
+        self._acked: int | None = None  # bytes the client had acknowledged at the last send check
+        self._unsent = 0  # bytes left in the write buffer at the last idle check
 
     # ---- asyncio.Protocol ----------------------------------------------------------------------------------
 
@@ -171,6 +214,7 @@ class _Connection(web_protocol.RequestHandler):
             self._timer = self._loop.call_later(2.0, raw.close)
             return
         super().connection_made(transport)
+        self._gate.idle[self] = None
         self._arm(HEADER_TIMEOUT_S)
 
     def data_received(self, data: bytes) -> None:
@@ -191,6 +235,7 @@ class _Connection(web_protocol.RequestHandler):
             self._timer = None
         if self._refused:
             return
+        self._gate.idle.pop(self, None)
         self._gate.release(self._peer)
         super().connection_lost(exc)
 
@@ -206,15 +251,72 @@ class _Connection(web_protocol.RequestHandler):
         raw = self._raw
         if self._busy or raw is None or raw.is_closing():
             return
-        if raw.get_write_buffer_size():  # still sending the last response
+        if self._sending is not None:
+            self._check_send()
+            return
+        unsent = raw.get_write_buffer_size()
+        if unsent and unsent != self._unsent:  # the last response is still being taken
+            self._unsent = unsent
             self._arm(IDLE_TIMEOUT_S)
             return
-        if self._waiting_for_head:
+        if unsent:
+            self._gate.failed(self._peer, f"took none of {unsent} bytes in {IDLE_TIMEOUT_S:g} s")
+        elif self._waiting_for_head:
             self._gate.failed(self._peer, f"no complete request head within {HEADER_TIMEOUT_S:g} s")
         self.force_close()
-        raw.close()
+        raw.abort()  # nothing more can be sent: drop what is buffered (close() would wait for the client)
+
+    def _check_send(self) -> None:
+        """Cancel a response the client stopped taking (see SEND_TIMEOUT_S); aiohttp then closes the
+        connection."""
+        response, task, raw = self._sending, self._send_task, self._raw
+        assert response is not None and raw is not None
+        acked = _bytes_acked(raw.get_extra_info("socket"))
+        if acked is not None:
+            if acked != self._acked:  # the client took some since the last check
+                self._acked = acked
+                self._arm(SEND_TIMEOUT_S)
+                return
+        else:
+            elapsed = self._loop.time() - self._send_started
+            allowed = SEND_TIMEOUT_S + (response.content_length or 0) / SEND_MIN_RATE
+            if elapsed < allowed:
+                self._arm(min(allowed - elapsed, SEND_TIMEOUT_S))
+                return
+        self._gate.failed(self._peer, f"took nothing of a response for {SEND_TIMEOUT_S:g} s")
+        if task is not None:
+            task.cancel()
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> Any:  # (response, reset) since aiohttp 3.9, reset alone before
+        """aiohttp sends a response here, after the handler returned it (a clip with sendfile): the
+        connection is busy until it is sent, under the send deadline instead of the idle one."""
+        self._gate.idle.pop(self, None)
+        self._sending, self._send_task = resp, asyncio.current_task()
+        self._send_started = self._loop.time()
+        self._acked = None
+        self._arm(SEND_TIMEOUT_S)
+        try:
+            return await super().finish_response(request, resp, start_time)
+        finally:
+            self._sending = self._send_task = None
+            self._unsent = 0
+            if not self._busy and self.transport is not None:
+                self._gate.idle[self] = None
+                self._arm(IDLE_TIMEOUT_S)
+
+    def evict(self) -> bool:
+        """Close this connection if it is idle (to make room for a new one); False if it is in use."""
+        raw = self._raw
+        if self._busy or self._sending is not None or raw is None or raw.is_closing():
+            return False
+        self.force_close()
+        raw.abort()
+        return True
 
     def request_started(self) -> None:
+        self._gate.idle.pop(self, None)
         self._busy += 1
         self._waiting_for_head = False
         if self._timer is not None:
@@ -411,7 +513,10 @@ class Server:
         host = request.headers.get("Host")
         if not host or self.app.authenticator.proxies.trusted(peer):
             return True
-        name = urlsplit(f"//{host}").hostname or ""
+        try:
+            name = urlsplit(f"//{host}").hostname or ""
+        except ValueError:  # e.g. "[x": not a host name at all
+            return False
         with contextlib.suppress(ValueError):
             ipaddress.ip_address(name)
             return True
