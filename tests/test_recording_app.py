@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,10 @@ def test_events_and_clips_over_the_api(tmp_path, model_dir, media_dir, needs_ffp
         assert events(app, "?limit=" + "9" * 30)["total"] >= 1  # a huge limit is clamped, as 5000 is
         assert events(app, "?since=nan")["total"] == 0 and events(app, "?until=1e999")["total"] >= 1
         assert get(app.base + "/clips/999999.mp4")[0] == 404
+        # Only ASCII digits and nothing after: "\d" took Arabic digits and "$" a trailing newline.
+        arabic = "".join(chr(0x660 + int(c)) for c in str(event["id"]))
+        for odd in (f"/clips/{arabic}.mp4", f"/clips/{event['id']}.mp4%0A", f"/api/events/{event['id']}%0A"):
+            assert get(app.base + urllib.parse.quote(odd, safe="/%"))[0] == 404, odd
 
         # status names the store and the recorder
         store = app.status()["events"]["store"]

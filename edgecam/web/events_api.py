@@ -21,8 +21,8 @@ from edgecam.events.store import EventStore
 MAX_LIMIT = 1000
 MAX_OFFSET = 10**12  # past every event a box will hold; SQLite's integers end at 2**63 (larger ones raised)
 PREFIXES = ("/api/events", "/clips/", "/snapshots/")
-_EVENT = re.compile(r"^/api/events/(\d{1,12})$")
-_MEDIA = re.compile(r"^/(clips|snapshots)/(\d{1,12})\.(mp4|jpg)$")
+_EVENT = re.compile(r"/api/events/([0-9]{1,12})")  # fullmatch: ASCII digits, no trailing newline
+_MEDIA = re.compile(r"/(clips|snapshots)/([0-9]{1,12})\.(mp4|jpg)")
 _TYPES = {"clips": ("clip", "mp4", "video/mp4"), "snapshots": ("snapshot", "jpg", "image/jpeg")}
 
 
@@ -36,7 +36,7 @@ def handles(path: str) -> bool:
 
 def methods(path: str) -> tuple[str, ...]:
     """The methods a path answers (for 405's ``Allow``)."""
-    return ("GET", "HEAD", "DELETE") if _EVENT.match(path) else ("GET", "HEAD")
+    return ("GET", "HEAD", "DELETE") if _EVENT.fullmatch(path) else ("GET", "HEAD")
 
 
 def _time(value: str, name: str) -> float:
@@ -104,7 +104,7 @@ class EventsApi:
                 return _json(400, {"error": str(exc)})
             records, total = await loop.run_in_executor(self._workers, lambda: self.store.query(**args))
             return _json(200, {"events": [r.to_dict() for r in records], "total": total})
-        match = _EVENT.match(path)
+        match = _EVENT.fullmatch(path)
         if match:
             event_id = int(match.group(1))
             if request.method == "DELETE":
@@ -116,7 +116,7 @@ class EventsApi:
                 return _json(405, {"error": "method not allowed"}, {"Allow": "GET, HEAD, DELETE"})
             record = await loop.run_in_executor(self._workers, self.store.get, event_id)
             return _json(200, record.to_dict()) if record else _json(404, {"error": "no such event"})
-        match = _MEDIA.match(path)
+        match = _MEDIA.fullmatch(path)
         if match and _TYPES[match.group(1)][1] == match.group(3):
             if request.method not in ("GET", "HEAD"):
                 return _json(405, {"error": "method not allowed"}, {"Allow": "GET, HEAD"})
