@@ -319,7 +319,13 @@ def test_a_reload_of_an_empty_or_fifo_config_keeps_the_running_one(tmp_path, mod
         app.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "not a regular file" in app.log(), 15, what="the FIFO to be refused")
         assert get(app.base + "/healthz")[0] == 200
-        app.config_path.unlink()
+        app.config_path.unlink()  # deleted: said (it went unmentioned, the last error stayed), config kept
+        wait_for(
+            lambda: "cannot read the config file" in (app.status()["config"]["error"] or ""),
+            15,
+            what="the missing file to be reported",
+        )
+        assert get(app.base + "/healthz")[0] == 200
         app.config_path.write_text(original)
         wait_for(lambda: app.status()["config"]["error"] is None, 15, what="the good file again")
     finally:

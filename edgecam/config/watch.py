@@ -87,6 +87,7 @@ class ConfigWatcher(threading.Thread):
         self._password_error = password_error
         self._stopping = threading.Event()
         self._last = fingerprint(path)
+        self._gone = self._last is None  # the file could not be read at the last poll
         self._was_stale = False
 
     def run(self) -> None:
@@ -99,7 +100,11 @@ class ConfigWatcher(threading.Thread):
     def poll(self) -> None:
         """One look at the config file and the password file; reloads when either changed."""
         current = fingerprint(self.path)
-        changed = current is not None and (self._last is None or current[2] != self._last[2])
+        if current is None:  # deleted or unreadable: said once (the reload names why), the config kept
+            changed, self._gone = not self._gone, True
+        else:  # back again, even unchanged, clears that error
+            changed = self._gone or self._last is None or current[2] != self._last[2]
+            self._gone = False
         self._last = current or self._last
         stale = self._stale()
         # Once per change of the password file: a reload that cannot apply it (config.yaml has an error)
