@@ -88,6 +88,15 @@ def test_events_and_clips_over_the_api(tmp_path, model_dir, media_dir, needs_ffp
         assert video["codec_name"] == "h264" and video["pix_fmt"] == "yuv420p"
         assert float(probe["format"]["duration"]) >= PRE_S + POST_S
 
+        # cached by the browser only while it stands: asked again each time, 304 while unchanged
+        etag = {k.lower(): v for k, v in headers.items()}["etag"]
+        assert headers["Cache-Control"] == "private, no-cache" and etag
+        conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
+        conn.request("GET", event["clip"], headers={"If-None-Match": etag})
+        revalidated = conn.getresponse()
+        assert revalidated.status == 304 and revalidated.read() == b""
+        conn.close()
+
         # range requests, so the browser can seek
         conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
         conn.request("GET", event["clip"], headers={"Range": "bytes=100-199"})
@@ -125,6 +134,7 @@ def test_events_and_clips_over_the_api(tmp_path, model_dir, media_dir, needs_ffp
         assert conn.getresponse().status == 200
         conn.close()
         assert get(app.base + f"/api/events/{event['id']}")[0] == 404
+        assert get(app.base + event["clip"])[0] == 404
     finally:
         app.stop()
 

@@ -126,9 +126,11 @@ class EventsApi:
                 return _json(
                     404, {"error": f"no {kind} for this event (not recorded, not complete yet, or deleted)"}
                 )
-            # FileResponse answers Range (206), If-Range and HEAD itself, and sends with sendfile.
+            # FileResponse answers Range (206), If-Range, If-None-Match (304) and HEAD itself, and sends with
+            # sendfile. no-cache: a browser asks again each time (a 304 while the file stands), so a deleted
+            # event's media is gone from it too, not kept for an hour.
             return web.FileResponse(
-                file, headers={"Content-Type": content_type, "Cache-Control": "private, max-age=3600"}
+                file, headers={"Content-Type": content_type, "Cache-Control": "private, no-cache"}
             )
         return _json(404, {"error": "not found"})
 
