@@ -180,6 +180,59 @@ def test_hasher_runs_at_most_two_at_once():
     hasher.close()
 
 
+def test_the_hash_queue_serves_the_fewest_recent_failures_first_and_survives_cancelled_waiters():
+    from edgecam.web.password import hash_password
+
+    stored = hash_password("pw-12345678")
+    hasher = Hasher()
+    done: list[str] = []
+
+    async def check(name: str, rank: int) -> None:
+        await hasher.verify("x", stored, rank)
+        done.append(name)
+
+    async def scenario() -> None:
+        # All start in one pass of the loop, in this order (no worker can come free in between): two guesses
+        # run, six wait, then "gone" and the user queue up.
+        flood = [asyncio.create_task(check(f"guess{i}", 3)) for i in range(8)]
+        doomed = asyncio.create_task(check("gone", 0))
+        user = asyncio.create_task(check("user", 0))
+        await asyncio.sleep(0)
+        doomed.cancel()  # a client that hung up while waiting: its turn is skipped, no worker lost
+        await asyncio.gather(*flood, doomed, user, return_exceptions=True)
+        assert hasher._held == 0 and not hasher._queue
+        await check("after", 0)  # both workers are still there
+
+    run(scenario())
+    # Two guesses had the workers when the user came; it takes the first one freed, and may end just after
+    # the guess that took the second (first come first served, it ended after all eight).
+    assert done.index("user") <= 3 and "gone" not in done and done[-1] == "after" and hasher.peak == 2
+    hasher.close()
+
+
+def test_a_flood_of_guesses_from_many_addresses_does_not_hold_up_the_real_users_login(gate):
+    # Found by attacking the box: 60 addresses guessing kept a fresh login waiting 9.8 s behind their
+    # hashes, first come first served. Now addresses that have been failing wait behind those that have not.
+    async def scenario() -> list[str]:
+        finished: list[str] = []
+
+        async def attempt(name: str, password: str, client: str) -> None:
+            await gate.authorize("/", header("edgecam", password), None, client)
+            finished.append(name)
+
+        for i in range(12):  # each has failed once already
+            await attempt("warm-up", f"w{i}", f"10.9.0.{i}")
+        finished.clear()
+        flood = [attempt(f"guess{i}-{k}", f"g{k}", f"10.9.0.{i}") for i in range(12) for k in range(3)]
+        # Created together, so all are queued in one pass of the loop, the user last.
+        tasks = [asyncio.create_task(a) for a in [*flood, attempt("user", PASSWORD, "10.0.0.99")]]
+        await asyncio.gather(*tasks)
+        return finished
+
+    finished = run(scenario())
+    assert finished.index("user") <= 3, finished[:5]  # before the 34 guesses still queued when it came
+
+
 # ---- the running box ----------------------------------------------------------------------------------------------
 
 

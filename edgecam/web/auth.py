@@ -2,7 +2,9 @@
 Assistant's MJPEG camera: `http://box:8080/stream.mjpg?token=PASSWORD`.
 
 - A password is checked against its scrypt hash (~16 MiB, ~50 ms on a Pi 4) in a bounded pool: at most
-  ``MAX_HASHING`` at a time, however many arrive; the rest wait their turn (throttled, never refused).
+  ``MAX_HASHING`` at a time, however many arrive; the rest wait their turn (throttled, never refused),
+  clients with fewer recent failures first, so a flood of guesses from many addresses does not keep the
+  real user's login waiting behind it.
   A credential that passed is remembered (as a keyed hash, in memory), so the page's status polling does
   not pay scrypt every second.
 - Attempts are counted per client address on arrival, in-flight ones included: once an address has
@@ -21,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import heapq
 import hmac
 import ipaddress
+import itertools
 import logging
 import math
 import os
@@ -119,6 +123,7 @@ class _Client:
     failures: deque[float] = field(default_factory=deque)
     in_flight: int = 0
     locked_until: float = 0.0
+    lockouts: int = 0  # since this address was last pruned from the table
 
 
 class AttemptLimiter:
@@ -198,6 +203,7 @@ class AttemptLimiter:
             state.failures.append(now)
             if len(state.failures) >= self.max_failures and state.locked_until <= now:
                 state.locked_until = now + self.lockout_s
+                state.lockouts += 1
                 state.failures.clear()
                 self._log_lockout(client, now)
 
@@ -219,6 +225,13 @@ class AttemptLimiter:
             self.max_failures, client, self.lockout_s,
         )  # fmt: skip
 
+    def rank(self, client: str) -> int:
+        """How much ``client`` has been guessing lately (failures in the window, lockouts): its place in the
+        queue for scrypt, lowest first."""
+        with self._lock:
+            state = self._clients.get(client)
+            return 0 if state is None else len(state.failures) + self.max_failures * state.lockouts
+
     def succeeded(self, client: str) -> None:
         with self._lock:
             state = self._clients.get(client)
@@ -231,6 +244,10 @@ class Hasher:
 
     def __init__(self, workers: int = MAX_HASHING) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrypt")
+        self._workers = workers
+        self._held = 0  # workers taken (running, or handed to a waiter about to run)
+        self._queue: list[tuple[int, int, asyncio.Future[None]]] = []  # (rank, arrival, turn): a heap
+        self._arrival = itertools.count()
         self.running = 0
         self.peak = 0
 
@@ -242,8 +259,34 @@ class Hasher:
         finally:
             self.running -= 1
 
-    async def verify(self, secret: str, stored: str) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._verify, secret, stored)
+    async def verify(self, secret: str, stored: str, rank: int = 0) -> bool:
+        """Check ``secret`` against ``stored``. With every worker busy it waits its turn: lowest ``rank``
+        first (see AttemptLimiter.rank), then first come. Called on one event loop."""
+        loop = asyncio.get_running_loop()
+        if self._held < self._workers and not self._queue:
+            self._held += 1
+        else:
+            turn: asyncio.Future[None] = loop.create_future()
+            heapq.heappush(self._queue, (rank, next(self._arrival), turn))
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():  # handed a worker just as it was cancelled
+                    self._hand_on()
+                raise
+        try:
+            return await loop.run_in_executor(self._pool, self._verify, secret, stored)
+        finally:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """A worker is free: hand it to the next waiter still waiting, or give it back."""
+        while self._queue:
+            turn = heapq.heappop(self._queue)[2]
+            if not turn.done():  # (a cancelled waiter's turn is done)
+                turn.set_result(None)
+                return
+        self._held -= 1
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -320,7 +363,7 @@ class Authenticator:
             return Verdict(False, 429, retry)
         ok = False
         try:
-            ok = await self.hasher.verify(secret, self._hash) and not other_user
+            ok = await self.hasher.verify(secret, self._hash, limiter.rank(client)) and not other_user
         finally:
             if count:
                 limiter.end(client, ok)
