@@ -42,6 +42,17 @@ def run(coro):
     return asyncio.run(coro)
 
 
+def test_a_token_that_is_no_utf8_is_a_counted_guess_not_a_500(gate):
+    # Found by attacking the box: "Authorization: Bearer \xff\xfe" reached the key hashing as surrogates,
+    # raised UnicodeEncodeError (a 500 and a traceback per request) before any attempt was counted.
+    junk = b"\xff\xfe".decode("utf-8", "surrogateescape")  # what aiohttp hands over for those bytes
+    for _ in range(MAX_FAILURES):
+        assert run(gate.authorize("/stream.mjpg", f"Bearer {junk}", None, "10.0.0.6")).status == 401
+    assert run(gate.authorize("/stream.mjpg", None, junk, "10.0.0.6")).status == 429
+    assert run(gate.authorize("/stream.mjpg", None, junk, "10.0.0.4")).status == 401
+    assert run(gate.authorize("/stream.mjpg", None, "pässwörd", "10.0.0.4")).status == 401  # UTF-8 is fine
+
+
 def test_home_assistants_empty_basic_header_lets_the_token_win_and_is_never_counted(gate):
     og = "Basic Og=="  # what HA's MJPEG camera sends for stills when no user is set
     assert run(gate.authorize("/snapshot.jpg", og, PASSWORD, "10.0.0.5")).ok

@@ -353,6 +353,13 @@ class Authenticator:
         if other_user:
             secret = secret.password
         assert isinstance(secret, str)
+        if not secret.isascii():
+            try:
+                secret.encode()
+            except UnicodeEncodeError:  # bytes that are no UTF-8 (aiohttp keeps them as surrogates): a guess
+                if count:
+                    limiter.failed(client)
+                return Verdict(False, 401)
         key = hmac.new(self._key, secret.encode(), hashlib.sha256).digest()
         if not other_user:
             with self._lock:
