@@ -295,7 +295,8 @@ class _Connection(web_protocol.RequestHandler):
         self._gate.idle.pop(self, None)
         self._sending, self._send_task = resp, asyncio.current_task()
         self._send_started = self._loop.time()
-        self._acked = None
+        raw = self._raw
+        self._acked = _bytes_acked(raw.get_extra_info("socket")) if raw is not None else None
         self._arm(SEND_TIMEOUT_S)
         try:
             return await super().finish_response(request, resp, start_time)
