@@ -387,3 +387,49 @@ def test_a_client_id_taken_over_again_and_again_is_named_in_the_log(broker, publ
     assert "client id" in status["last_error"] and status["client_id"] == "edgecam-test"
     lost = [r for r in caplog.records if "connection to" in r.getMessage() and "lost" in r.getMessage()]
     assert len(lost) <= 4  # not one warning per kick
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_a_broker_that_pushes_unasked_messages_is_dropped_not_stored(publisher_factory, caplog):
+    # Found by attacking the box: a hostile broker (or a man in the middle of plaintext MQTT) sent QoS 2
+    # messages edgecam never subscribed to; paho kept each one for a PUBREL that never came (3 GB of RSS).
+    # A hostile broker: accepts the CONNECT, then pushes QoS 2 PUBLISHes until the client hangs up.
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    outcome: dict[str, object] = {}
+
+    def hostile() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(10)
+            conn.recv(65536)  # CONNECT
+            conn.sendall(b"\x20\x02\x00\x00")  # CONNACK, accepted
+            payload = b"A" * 10_000
+            sent = 0
+            try:
+                for mid in range(1, 2001):
+                    head = b"\x00\x01x" + mid.to_bytes(2, "big")
+                    conn.sendall(b"\x34" + _remaining_length(len(head) + len(payload)) + head + payload)
+                    sent += 1
+                    time.sleep(0.002)
+                outcome["hung_up"] = False
+            except OSError:  # the client closed the connection under the pushes
+                outcome["hung_up"] = True
+            outcome["sent"] = sent
+
+    thread = threading.Thread(target=hostile, daemon=True)
+    thread.start()
+    with caplog.at_level(logging.WARNING, logger="edgecam.events.mqtt"):
+        publisher_factory(settings(port)).start()
+        thread.join(30)
+    server.close()
+    assert outcome.get("hung_up") is True and int(outcome["sent"]) < 2000, outcome
+    assert "subscribes to nothing" in caplog.text

@@ -42,10 +42,25 @@ Payload = bytes | Callable[[], bytes]
 _PAHO_2 = hasattr(mqtt, "CallbackAPIVersion")
 
 
+class _PublishOnlyClient(mqtt.Client):
+    """edgecam subscribes to nothing, so a PUBLISH from the broker is one it never asked for: paho would
+    keep each QoS 2 one until a PUBREL that a hostile broker (or whoever sits on a plaintext link) never
+    sends, and grow without bound (3 GB seen). The connection is dropped instead, and retried as usual."""
+
+    def _handle_publish(self) -> Any:  # paho's handler of an incoming PUBLISH (1.x and 2.x)
+        log.warning(
+            "MQTT: the broker sent a message although edgecam subscribes to nothing (a misbehaving or "
+            "hostile broker?); dropping the connection"
+        )
+        return mqtt.MQTT_ERR_PROTOCOL
+
+
 def _make_client(client_id: str) -> mqtt.Client:
     if _PAHO_2:
-        return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
-    return mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv311)  # pragma: no cover - paho 1.x
+        return _PublishOnlyClient(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+        )
+    return _PublishOnlyClient(client_id=client_id, protocol=mqtt.MQTTv311)  # pragma: no cover - paho 1.x
 
 
 def machine_suffix() -> str:
