@@ -61,18 +61,14 @@ SECURITY_HEADERS = {
 }
 TEXT = "text/plain; charset=utf-8"
 
-MAX_CONNECTIONS = (
-    256  # open connections in all; beyond it the longest idle one is closed, or a new one gets 503
-)
+MAX_CONNECTIONS = 256  # open connections in all; at the cap the longest idle one makes room, else 503
 MAX_PER_ADDRESS = 32  # open connections from one address (a trusted proxy is not limited); beyond: 429
 HEADER_TIMEOUT_S = 5.0  # to send a whole request head, from the first byte (or from connecting)
 IDLE_TIMEOUT_S = 15.0  # a keep-alive connection with nothing to do is closed after this
 RETRY_AFTER_S = 5
 STREAM_WRITE_TIMEOUT_S = 20.0  # a viewer that takes no data for this long is dropped
 SEND_TIMEOUT_S = 20.0  # a response (a clip) the client takes nothing of for this long is cancelled
-SEND_MIN_RATE = (
-    32 * 1024
-)  # bytes/s: where TCP_INFO is missing, a download must average this (after the above)
+SEND_MIN_RATE = 32 * 1024  # bytes/s a download must average where TCP_INFO is missing (after the above)
 WORKERS = 2
 FAILURE_LOG_INTERVAL_S = 60.0
 
