@@ -4,7 +4,6 @@ it (root:edgecam 0640), so the service can still read it."""
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 import subprocess
@@ -13,7 +12,6 @@ import time
 
 import pytest
 
-from edgecam.config.watch import ConfigWatcher
 from edgecam.web.password import read_password_file, verify_password, write_password_file
 
 from support import get, password_app, wait_for
@@ -85,48 +83,32 @@ def test_a_new_password_file_is_the_writers_and_readable_by_owner_and_group_only
     assert stat.S_IMODE(info.st_mode) & ~0o640 == 0
 
 
-class FakeApp:
-    """What the watcher sees of the app: a reload that rebuilds the gate (or fails) and the gate's state."""
-
-    def __init__(self) -> None:
-        self.stale, self.error, self.config_ok, self.reloads = False, None, True, 0
-
-    def reload(self) -> bool:
-        self.reloads += 1
-        if self.config_ok:
-            self.stale = False
-        return self.config_ok
-
-
-def test_the_watcher_reloads_once_per_password_change_and_says_so(tmp_path, caplog):
-    (tmp_path / "config.yaml").write_text("stream: {}\n")
-    box = FakeApp()
-    watcher = ConfigWatcher(
-        tmp_path / "config.yaml", box.reload,
-        password_stale=lambda: box.stale, password_error=lambda: box.error,
-    )  # fmt: skip
-    caplog.set_level(logging.INFO, logger="edgecam.config.watch")
-    watcher.poll()
-    assert box.reloads == 0
-    box.stale = True
-    watcher.poll()
-    assert box.reloads == 1 and "stream password file changed: new password applied" in caplog.text
-    watcher.poll()
-    assert box.reloads == 1
-    # config.yaml broken meanwhile: one reload and one warning, not one per poll
-    caplog.clear()
-    box.stale, box.config_ok = True, False
-    for _ in range(3):
-        watcher.poll()
-    assert box.reloads == 2 and caplog.text.count("old password stays in use") == 1
-    assert "new password applied" not in caplog.text
-    # fixing the config reloads (content change), which applies the password
-    box.config_ok = True
-    (tmp_path / "config.yaml").write_text("stream: {width: 320}\n")
-    watcher.poll()
-    assert box.reloads == 3 and "new password applied" in caplog.text
-    # a password file the gate cannot use: the gate logs why, the watcher claims nothing
-    caplog.clear()
-    box.stale, box.error = True, "cannot read the password file"
-    watcher.poll()
-    assert box.reloads == 4 and "new password applied" not in caplog.text
+@pytest.mark.slow
+def test_with_a_broken_config_the_new_password_waits_for_it_once_and_applies_when_it_is_fixed(
+    tmp_path, model_dir, media_dir
+):
+    app = password_app(tmp_path, model_dir, media_dir, OLD, {"width": 320})
+    status = app.base + "/api/status"
+    new = {"Authorization": "Bearer " + NEW}
+    try:
+        good = app.config_path.read_text()
+        app.config_path.write_text(good + "detector: [\n")  # a YAML error: the running config stays
+        wait_for(lambda: app.status()["config"]["error"], 3 * POLL_S + 4, what="the config error")
+        time.sleep(0.1)
+        write_password_file(tmp_path / "auth", NEW)
+        # One reload tries it, fails on the config, says so once: not once per poll.
+        wait_for(lambda: "old password stays in use" in app.log(), 3 * POLL_S + 4, what="the warning")
+        time.sleep(3 * POLL_S)
+        assert app.log().count("old password stays in use") == 1
+        assert "new password applied" not in app.log()
+        assert get(status, headers=app.auth)[0] == 200
+        # Fixing the config reloads it, and the new password with it. (Polled with the old one, which passes
+        # from the gate's memory until then: polling with the new one would be a run of failed attempts.)
+        app.config_path.write_text(good)
+        wait_for(lambda: get(status, headers=app.auth)[0] == 401, 3 * POLL_S + 4, 0.25, "the old one refused")
+        app.auth = new
+        assert get(status, headers=new)[0] == 200
+        assert "stream password file changed: new password applied" in app.log()
+        assert app.status()["config"]["error"] is None
+    finally:
+        app.stop()
